@@ -1,0 +1,114 @@
+"""Read dataset directories laid out as ``MANIFEST.csv`` + ``<modality>/<pair_id>/{ref,mov}.* , H_mov_to_ref.txt``.
+
+``H_mov_to_ref`` maps moving pixel coordinates to reference pixel coordinates (0-based, pixel centres
+at integers), the convention used everywhere in geomreg.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REQUIRED_COLUMNS = ("pair_id", "modality", "ref_path", "mov_path", "aligned", "gt")
+
+
+class DatasetError(ValueError):
+    """A dataset directory or one of its pairs is unusable; the message names the pair and the problem."""
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    pair_id: str
+    modality: str
+    ref_path: Path
+    mov_path: Path
+    h_path: Path
+    aligned: bool
+
+
+def read_manifest(root: str | Path) -> list[PairRecord]:
+    root = Path(root)
+    manifest = root / "MANIFEST.csv"
+    if not manifest.is_file():
+        raise DatasetError(f"{root}: no MANIFEST.csv in the dataset directory")
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{manifest}: missing columns {missing}")
+        rows = list(reader)
+    records = []
+    for row in rows:
+        pid = row["pair_id"]
+        h_candidates = [g for g in row["gt"].split(";") if g.endswith("H_mov_to_ref.txt")]
+        h_rel = h_candidates[0] if h_candidates else str(Path(row["ref_path"]).parent / "H_mov_to_ref.txt")
+        records.append(
+            PairRecord(
+                pair_id=pid,
+                modality=row["modality"],
+                ref_path=root / row["ref_path"],
+                mov_path=root / row["mov_path"],
+                h_path=root / h_rel,
+                aligned=row["aligned"].strip().lower() in ("yes", "true", "1"),
+            )
+        )
+    if not records:
+        raise DatasetError(f"{manifest}: no pairs listed")
+    return records
+
+
+def read_homography(path: Path, pair_id: str) -> np.ndarray:
+    if not path.is_file():
+        raise DatasetError(f"pair {pair_id}: ground-truth file missing: {path}")
+    try:
+        H = np.loadtxt(path, comments="#", dtype=np.float64)
+    except ValueError as exc:
+        raise DatasetError(f"pair {pair_id}: malformed ground-truth matrix in {path}: {exc}") from None
+    if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
+        raise DatasetError(f"pair {pair_id}: {path} is not a finite, invertible 3x3 matrix (shape {H.shape})")
+    return H / H[2, 2]
+
+
+def read_image(path: Path, pair_id: str) -> np.ndarray:
+    """Image as HxW (grey) or HxWx3 uint8/uint16/float array."""
+    if not path.is_file():
+        raise DatasetError(f"pair {pair_id}: image missing: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I", "F"):
+                arr = np.asarray(im)
+            else:
+                arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    except Exception as exc:  # PIL raises many types for corrupt files
+        try:
+            import rasterio
+
+            with rasterio.open(path) as ds:
+                data = ds.read()
+            arr = data[0] if data.shape[0] == 1 else np.moveaxis(data[:3], 0, -1)
+        except Exception:
+            raise DatasetError(f"pair {pair_id}: unreadable image {path}: {exc}") from None
+    if arr.size == 0:
+        raise DatasetError(f"pair {pair_id}: empty image {path}")
+    return arr
+
+
+def load_pair(rec: PairRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ref, mov, H_mov_to_ref) of one pair."""
+    return read_image(rec.ref_path, rec.pair_id), read_image(rec.mov_path, rec.pair_id), read_homography(rec.h_path, rec.pair_id)
+
+
+def split_pairs(records: list[PairRecord], val_fraction: float = 0.1) -> tuple[list[PairRecord], list[PairRecord]]:
+    """Deterministic train/validation split by pair id: sha1(pair_id) decides, so it never depends on order."""
+
+    def bucket(pid: str) -> float:
+        return int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    val = [r for r in records if bucket(r.pair_id) < val_fraction]
+    train = [r for r in records if bucket(r.pair_id) >= val_fraction]
+    return train, val

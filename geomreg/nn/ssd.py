@@ -30,9 +30,10 @@ from einops import rearrange, repeat
 
 log = logging.getLogger(__name__)
 
-# Above this many chunks the chunk-to-chunk recurrence is run as a scan instead of as one
-# [chunks x chunks] matrix product, so the cost stays linear in L for very long sequences.
-_MATRIX_FORM_MAX_CHUNKS = 128
+# The chunk-to-chunk recurrence is one [chunks x chunks] matrix product while that product stays cheap
+# (element count below this budget); beyond it, a scan over chunks keeps the cost linear in L.
+_MATRIX_FORM_BUDGET = 2**26
+_RECURRENCE_BLOCK = 64
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -73,21 +74,43 @@ def _check_inputs(x, dt, A, B, C, D, initial_state) -> None:
 
 
 def _chunk_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torch.Tensor:
-    """Carry chunk states across chunks.
+    """Carry chunk states across chunks: s_k = exp(chunk_decay_k) * s_{k-1} + u_k.
 
-    states: [b, c+1, h, p, n] (entry 0 is the initial state), chunk_decay: [b, h, c] (log decay of each chunk)
-    returns [b, c+1, h, p, n]: the state entering chunk k at index k, the final state at index c.
+    states: [b, c+1, h, p, n] (entry 0 is the initial state s_0, then the inputs u_1..u_c),
+    chunk_decay: [b, h, c] (log decay of each chunk).
+    returns [b, c+1, h, p, n]: s_0 .. s_c (the state entering chunk k at index k, the final state at c).
     """
-    n_chunks = chunk_decay.shape[-1]
-    if n_chunks <= _MATRIX_FORM_MAX_CHUNKS:
+    b, c1, h, p, n = states.shape
+    c = c1 - 1
+    if c <= _RECURRENCE_BLOCK or c1 * c1 * h * p * n * b <= _MATRIX_FORM_BUDGET:
         decay = torch.exp(segsum(F.pad(chunk_decay, (1, 0))))  # [b, h, c+1, c+1]
         return torch.einsum("bhzc,bchpn->bzhpn", decay, states)
-    # Linear-time scan over chunks (a loop over chunks, never over time steps).
-    factors = torch.exp(chunk_decay)  # [b, h, c]
-    out = [states[:, 0]]
-    for k in range(n_chunks):
-        out.append(factors[:, :, k, None, None] * out[-1] + states[:, k + 1])
-    return torch.stack(out, dim=1)
+    # Too many chunks for one [chunks x chunks] matrix: a sequential scan over chunks (never over time
+    # steps), in place in one time-major buffer, with its own backward (the reverse scan).
+    return _ChunkScan.apply(states, chunk_decay)
+
+
+class _ChunkScan(torch.autograd.Function):
+    """s_0 = u_0, s_k = f_k * s_{k-1} + u_k with f_k = exp(log_f[k-1]). u [b, c+1, h, p, n], log_f [b, h, c]."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, log_f: torch.Tensor) -> torch.Tensor:
+        f = torch.exp(log_f).permute(2, 0, 1)[..., None, None].contiguous()  # [c, b, h, 1, 1]
+        s = u.movedim(1, 0).clone(memory_format=torch.contiguous_format)  # [c+1, b, h, p, n], never a view of u
+        for k in range(f.shape[0]):
+            s[k + 1].addcmul_(f[k], s[k])
+        ctx.save_for_backward(s, f)
+        return s.movedim(0, 1).clone()  # a fresh tensor: callers may slice and modify it
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        s, f = ctx.saved_tensors
+        g = grad.movedim(1, 0).clone(memory_format=torch.contiguous_format)  # dL/du_k = g_k + f_{k+1} dL/du_{k+1}
+        for k in range(f.shape[0] - 1, -1, -1):
+            g[k].addcmul_(f[k], g[k + 1])
+        # dL/dlog_f[k] = f_k * <dL/ds_{k+1} (accumulated), s_k>
+        grad_log_f = (g[1:] * s[:-1]).sum(dim=(-1, -2), keepdim=True) * f  # [c, b, h, 1, 1]
+        return g.movedim(0, 1), grad_log_f[..., 0, 0].permute(1, 2, 0)
 
 
 def _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state):
@@ -98,43 +121,43 @@ def _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state)
     work = torch.float32 if in_dtype in (torch.float16, torch.bfloat16) else in_dtype
     x, dt, A, B, C = (t.to(work) for t in (x, dt, A, B, C))
 
-    # Heads share B/C within a group: head h reads group h // (H // G).
-    B = repeat(B, "b l g n -> b l (g r) n", r=H // G)
-    C = repeat(C, "b l g n -> b l (g r) n", r=H // G)
-
-    T = chunk_size
+    T = min(chunk_size, L)
     pad = (-L) % T
     if pad:
         # dt = 0 on padded steps: no decay and no input, so the state (and the final state) is unchanged.
         x, B, C = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (x, B, C))
         dt = F.pad(dt, (0, 0, 0, pad))
 
-    xdt = x * dt[..., None]  # [b, L, h, p]
-    x_c, B_c, C_c = (rearrange(t, "b (c t) h d -> b c t h d", t=T) for t in (xdt, B, C))
-    a = rearrange(dt * A, "b (c t) h -> b h c t", t=T)  # log decay per step
-    a_cum = torch.cumsum(a, dim=-1)  # [b, h, c, t]
+    # Layout [b, g, r, c, t, d]: head h = (g, r) reads group g; every chunk of every head is a small matrix
+    # problem for batched matmul. B and C stay per group, so C.B^T is computed once per group, not per head.
+    r = H // G
+    x_c = rearrange(x * dt[..., None], "b (c t) (g r) p -> b g r c t p", t=T, g=G)
+    B_c = rearrange(B, "b (c t) g n -> b g c t n", t=T)[:, :, None]  # [b, g, 1, c, t, n]
+    C_c = rearrange(C, "b (c t) g n -> b g c t n", t=T)[:, :, None]
+    a_cum = torch.cumsum(rearrange(dt * A, "b (c t) (g r) -> b g r c t", t=T, g=G), dim=-1)  # log decay
 
     # 1. intra-chunk (diagonal blocks): y_l = sum_{s<=l} C_l.B_s exp(a_{s+1..l}) dt_s x_s
-    decay_in = torch.exp(segsum(a))  # [b, h, c, t, t]
-    y_diag = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", C_c, B_c, decay_in, x_c)
+    #    (the difference of cumulative sums, as in mamba-ssm's kernel, masked above the diagonal)
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+    decay_in = torch.exp((a_cum[..., :, None] - a_cum[..., None, :]).masked_fill(~causal, float("-inf")))
+    scores = torch.matmul(C_c, B_c.transpose(-1, -2)) * decay_in  # [b, g, r, c, t, t]
+    y = torch.matmul(scores, x_c)  # [b, g, r, c, t, p]
 
     # 2. state of every chunk from its own inputs, decayed to the chunk end
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # [b, h, c, t]
-    chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B_c, decay_to_end, x_c)
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # [b, g, r, c, t]
+    chunk_states = torch.matmul((x_c * decay_to_end[..., None]).transpose(-1, -2), B_c)  # [b, g, r, c, p, n]
 
     # 3. chunk-to-chunk recurrence
-    if initial_state is None:
-        init = torch.zeros_like(chunk_states[:, :1])
-    else:
-        init = initial_state.to(work)[:, None]
-    states = _chunk_recurrence(torch.cat([init, chunk_states], dim=1), a_cum[..., -1])
+    chunk_states = rearrange(chunk_states, "b g r c p n -> b c (g r) p n")
+    init = torch.zeros_like(chunk_states[:, :1]) if initial_state is None else initial_state.to(work)[:, None]
+    states = _chunk_recurrence(torch.cat([init, chunk_states], dim=1), rearrange(a_cum[..., -1], "b g r c -> b (g r) c"))
     entering, final_state = states[:, :-1], states[:, -1]
 
     # 4. read the entering state through C, decayed from the chunk start
-    decay_from_start = torch.exp(a_cum)  # [b, h, c, t]
-    y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", C_c, entering, decay_from_start)
+    entering = rearrange(entering, "b c (g r) p n -> b g r c n p", g=G)
+    y = y + torch.matmul(C_c, entering) * torch.exp(a_cum)[..., None]
 
-    y = rearrange(y_diag + y_off, "b c t h p -> b (c t) h p")[:, :L]
+    y = rearrange(y, "b g r c t p -> b (c t) (g r) p")[:, :L]
     if D is not None:
         y = y + x[:, :L] * D.to(work)[:, None]
     y = y.to(in_dtype)

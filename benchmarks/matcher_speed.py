@@ -1,0 +1,82 @@
+"""RegNetMamba-2 forward time per image pair and parameter count (target: <= 1.5 s per 512x512 pair on 2 cores).
+
+    .venv/bin/python benchmarks/matcher_speed.py [--sizes 256 512] [--threads 2] [--repeats 3] [--checkpoint CKPT]
+
+Times `Matcher.match` end to end (normalisation, network, coordinate mapping) on real-looking texture.
+Random weights are used when no checkpoint is given: the cost of the network does not depend on its weights
+except through the number of coarse matches refined by the fine stage, so the fine stage is forced to refine
+a realistic number of matches (--fine-matches) to keep the figure honest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from geomreg.matching.api import Matcher
+from geomreg.matching.coarse import CoarseMatches
+from geomreg.matching.model import RegNetMamba2
+
+
+def texture(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 3)
+    return (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--fine-matches", type=int, default=1000, help="matches the fine stage refines when no checkpoint is given")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        m = Matcher.from_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = RegNetMamba2()
+        forward = model.forward
+
+        def forced(*a, **k):  # random weights select ~no matches; refine a fixed number so the cost is realistic
+            def pick(pred):
+                L = (a[0].shape[-1] // 8) * (a[0].shape[-2] // 8)
+                n = min(args.fine_matches, L)
+                idx = torch.randperm(L)[:n]
+                return CoarseMatches(torch.zeros(n, dtype=torch.long), idx, idx, torch.ones(n))
+
+            return forward(*a, fine_on=pick, **k)
+
+        model.forward = forced  # type: ignore[method-assign]
+        m = Matcher(model, "cpu")
+    n_params = sum(p.numel() for p in m.model.parameters())
+    rows = []
+    for s in args.sizes:
+        ref, mov = texture(s, 0), texture(s, 1)
+        m.match(ref, mov)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            m.match(ref, mov)
+            times.append(time.perf_counter() - t)
+        rows.append({"size": s, "median_s": statistics.median(times), "min_s": min(times)})
+    print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}")
+    print("| pair size | median s/pair | min s/pair |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']}x{r['size']} | {r['median_s']:.2f} | {r['min_s']:.2f} |")
+    t512 = next((r["median_s"] for r in rows if r["size"] == 512), None)
+    if t512 is not None:
+        print(f"target <= 1.5 s per 512x512 pair: {'PASS' if t512 <= 1.5 else 'FAIL'} ({t512:.2f} s)")
+    print(json.dumps({"parameters": n_params, "threads": args.threads, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Peer methods for the accuracy benchmark: OpenCV SIFT and DISK + LightGlue (kornia, offline weights)."""

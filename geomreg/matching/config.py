@@ -1,0 +1,58 @@
+"""Frozen configuration of RegNetMamba-2 (no global config object: every module gets its own part)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    # Sized for CPU: cost is parameters x tokens, and the 1/2 and 1/4 scales have 16x and 4x the tokens of 1/8.
+    dims: tuple[int, int, int] = (24, 48, 128)  # channels at 1/2, 1/4, 1/8
+    expands: tuple[int, int, int] = (1, 2, 2)  # the 1/2 scale has 16x the tokens of 1/8: keep it narrow
+    headdims: tuple[int, int, int] = (6, 12, 32)
+    d_states: tuple[int, int, int] = (8, 16, 32)
+    # Intra-chunk work grows with the chunk length, inter-chunk work with headdim x state / chunk length:
+    # small states want short chunks.
+    chunk_sizes: tuple[int, int, int] = (16, 32, 64)
+    self_blocks: tuple[int, int, int] = (1, 1, 1)  # self SSD blocks per scale before CMI
+    cmi_layers: tuple[int, int, int] = (1, 1, 2)  # CMI layers per scale
+    cmi_self: tuple[bool, bool, bool] = (False, False, True)  # a self SSD before each cross SSD (1/8 only: cost)
+    structure_scaling: bool = True
+    ssd_backend: str = "auto"  # mamba-ssm's fused kernel on CUDA when installed, pure PyTorch otherwise
+
+
+@dataclass(frozen=True)
+class CoarseConfig:
+    threshold: float = 0.2  # on the dual-softmax probability
+    border_cells: int = 1  # cells ignored along the valid region's border
+    max_matches: int = 1024  # per pair; the fine stage's cost grows with it
+    init_log_scale: float = 2.3  # similarity scale exp(2.3) ~ 10 on unit features (learned)
+
+
+@dataclass(frozen=True)
+class FineConfig:
+    window: int = 5  # fine window side at 1/2 resolution (odd): +-2 fine px = +-4 px, half a coarse cell
+    dim: int = 64
+    heads: int = 4
+
+
+@dataclass(frozen=True)
+class RegNetMamba2Config:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    fine: FineConfig = field(default_factory=FineConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RegNetMamba2Config":
+        def tup(v):
+            return tuple(v) if isinstance(v, list) else v
+
+        return cls(
+            encoder=EncoderConfig(**{k: tup(v) for k, v in d.get("encoder", {}).items()}),
+            coarse=CoarseConfig(**d.get("coarse", {})),
+            fine=FineConfig(**d.get("fine", {})),
+        )

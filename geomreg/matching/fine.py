@@ -1,0 +1,105 @@
+"""Fine matching at 1/2: windows around each coarse match, a small in-window mixer, correlation, and
+the soft-argmax expectation with its variance (sub-pixel position and an uncertainty)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from geomreg.matching.config import FineConfig
+
+# A coarse cell (8x8 px) is 4x4 cells at 1/2; we anchor each coarse cell at fine index 4 * cell + 2.
+FINE_PER_COARSE = 4
+ANCHOR = 2
+
+
+@dataclass(frozen=True)
+class FineResult:
+    offset: torch.Tensor  # [M, 2] expected (x, y) offset in 1/2-resolution pixels from B's window centre
+    std: torch.Tensor  # [M] standard deviation of that expectation (1/2-resolution pixels)
+    heatmap: torch.Tensor  # [M, w, w]
+
+
+def anchor_fine_xy(idx: torch.Tensor, w8: int) -> torch.Tensor:
+    """Coarse cell index (row-major, grid width w8) -> fine (x, y) index of its anchor. [M] -> [M, 2]."""
+    return torch.stack([idx % w8, idx // w8], dim=-1) * FINE_PER_COARSE + ANCHOR
+
+
+def gather_windows(fmap: torch.Tensor, batch: torch.Tensor, centre_xy: torch.Tensor, window: int) -> torch.Tensor:
+    """fmap [B, C, H, W], centres [M, 2] (x, y) -> windows [M, w*w, C] (zero outside the map)."""
+    r = window // 2
+    padded = F.pad(fmap, (r, r, r, r))
+    d = torch.arange(-r, r + 1, device=fmap.device)
+    ys = (centre_xy[:, 1, None, None] + r + d[None, :, None]).expand(-1, window, window)
+    xs = (centre_xy[:, 0, None, None] + r + d[None, None, :]).expand(-1, window, window)
+    win = padded[batch[:, None, None], :, ys, xs]  # [M, w, w, C]
+    return rearrange(win, "m h w c -> m (h w) c")
+
+
+class WindowMixer(nn.Module):
+    """Self attention inside each window, then cross attention between the two windows of a match."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, wa: torch.Tensor, wb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [M, w*w, C] each
+        m = wa.shape[0]
+        x = torch.cat([wa, wb], dim=0)
+        h = self.norm1(x)
+        x = x + self.self_attn(h, h, h, need_weights=False)[0]
+        h = self.norm2(x)
+        other = torch.cat([h[m:], h[:m]], dim=0)
+        x = x + self.cross_attn(h, other, other, need_weights=False)[0]
+        x = x + self.mlp(self.norm3(x))
+        return x[:m], x[m:]
+
+
+class FineMatching(nn.Module):
+    def __init__(self, cfg: FineConfig, c_fine: int, c_coarse: int) -> None:
+        super().__init__()
+        if cfg.window % 2 != 1:
+            raise ValueError(f"FineConfig.window must be odd, got {cfg.window}")
+        self.cfg = cfg
+        self.fine_proj = nn.Linear(c_fine, cfg.dim)
+        self.coarse_proj = nn.Linear(c_coarse, cfg.dim)
+        self.mixer = WindowMixer(cfg.dim, cfg.heads)
+        r = cfg.window // 2
+        d = torch.arange(-r, r + 1, dtype=torch.float32)
+        grid = torch.stack(torch.meshgrid(d, d, indexing="xy"), dim=-1).reshape(-1, 2)  # [w*w, 2] (x, y)
+        self.register_buffer("offsets", grid, persistent=False)
+
+    def forward(
+        self,
+        fine_a: torch.Tensor,  # [B, C0, H2, W2]
+        fine_b: torch.Tensor,
+        coarse_a: torch.Tensor,  # [B, L8, C2]
+        coarse_b: torch.Tensor,
+        batch: torch.Tensor,  # [M]
+        idx_a: torch.Tensor,
+        idx_b: torch.Tensor,
+        w8: int,
+    ) -> FineResult:
+        w = self.cfg.window
+        m = batch.numel()
+        if m == 0:
+            z = fine_a.new_zeros(0)
+            return FineResult(z.view(0, 2), z, z.view(0, w, w))
+        wa = gather_windows(fine_a, batch, anchor_fine_xy(idx_a, w8), w)  # [M, w*w, C0]
+        wb = gather_windows(fine_b, batch, anchor_fine_xy(idx_b, w8), w)
+        wa = self.fine_proj(wa) + self.coarse_proj(coarse_a[batch, idx_a])[:, None]
+        wb = self.fine_proj(wb) + self.coarse_proj(coarse_b[batch, idx_b])[:, None]
+        wa, wb = self.mixer(wa, wb)
+        query = wa[:, (w * w) // 2]  # [M, C] the anchor of A
+        sim = torch.einsum("mc,mkc->mk", query, wb) / wb.shape[-1] ** 0.5
+        heat = F.softmax(sim.float(), dim=-1)  # [M, w*w]
+        mean = heat @ self.offsets  # [M, 2]
+        var = (heat[..., None] * (self.offsets[None] - mean[:, None]) ** 2).sum(dim=(1, 2))
+        return FineResult(mean, var.clamp_min(1e-10).sqrt(), heat.view(m, w, w))

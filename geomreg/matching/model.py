@@ -1,0 +1,121 @@
+"""RegNetMamba-2: a coarse-to-fine multimodal matcher built on Mamba-2 SSD.
+
+    1. Siamese encoder: structure channels, CNN stem, SSD stages at 1/2, 1/4, 1/8
+    2. CMI: self SSD interleaved with two-way cross-form SSD, at every scale
+    3. MSF: progressive upward fusion 1/8 -> 1/4 -> 1/2 (fine features)
+    4. coarse matching at 1/8 (dual softmax, mutual NN)
+    5. fine matching at 1/2 (window expectation and variance)
+    6. correspondences in full-resolution pixel coordinates
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geomreg.matching.cmi import CrossModalityInteraction
+from geomreg.matching.coarse import CoarseMatches, CoarseMatching, CoarseResult
+from geomreg.matching.config import RegNetMamba2Config
+from geomreg.matching.encoder import SiameseEncoder
+from geomreg.matching.fine import FineMatching, FineResult, anchor_fine_xy
+from geomreg.matching.msf import MultiScaleFusion
+
+STRIDE_COARSE = 8
+STRIDE_FINE = 2
+
+
+@dataclass(frozen=True)
+class Correspondences:
+    batch: torch.Tensor  # [M]
+    xy_a: torch.Tensor  # [M, 2] pixel (x, y) in image A, origin at the centre of the top-left pixel
+    xy_b: torch.Tensor  # [M, 2] in image B
+    confidence: torch.Tensor  # [M]
+
+
+@dataclass(frozen=True)
+class RegNetOutput:
+    coarse: CoarseResult
+    fine_matches: CoarseMatches  # the coarse matches the fine stage refined (predicted, or given in training)
+    fine: FineResult
+    matches: Correspondences
+    hw8: tuple[int, int]
+
+
+def cell_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Pixel validity [B, 1, H, W] -> coarse cell validity [B, L8] (a cell counts when at least half is valid)."""
+    return (F.avg_pool2d(valid.float(), STRIDE_COARSE) >= 0.5).flatten(1)
+
+
+def fine_to_pixel(fine_xy: torch.Tensor) -> torch.Tensor:
+    """Fine (1/2) index -> full-resolution pixel coordinate: fine cell k covers pixels 2k, 2k+1."""
+    return fine_xy * STRIDE_FINE + 0.5
+
+
+class RegNetMamba2(nn.Module):
+    def __init__(self, cfg: RegNetMamba2Config | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or RegNetMamba2Config()
+        dims = cfg.encoder.dims
+        self.encoder = SiameseEncoder(cfg.encoder)
+        self.cmi = CrossModalityInteraction(cfg.encoder)
+        self.msf = MultiScaleFusion(dims)
+        self.coarse = CoarseMatching(cfg.coarse, dims[2])
+        self.fine = FineMatching(cfg.fine, dims[0], dims[2])
+
+    def forward(
+        self,
+        img_a: torch.Tensor,  # [B, 1, H, W] in [0, 1], H and W multiples of 8
+        img_b: torch.Tensor,  # [B, 1, H, W] (same size: pad the smaller image)
+        valid_a: torch.Tensor | None = None,  # [B, 1, H, W] bool
+        valid_b: torch.Tensor | None = None,
+        *,
+        fine_on: Callable[[CoarseMatches], CoarseMatches] | None = None,  # training: which matches to refine
+    ) -> RegNetOutput:
+        if img_a.shape != img_b.shape or img_a.shape[-1] % STRIDE_COARSE or img_a.shape[-2] % STRIDE_COARSE:
+            raise ValueError(f"RegNetMamba2: images must share one size divisible by 8, got {tuple(img_a.shape)} and {tuple(img_b.shape)}")
+        valid_a = torch.ones_like(img_a, dtype=torch.bool) if valid_a is None else valid_a
+        valid_b = torch.ones_like(img_b, dtype=torch.bool) if valid_b is None else valid_b
+        n = img_a.shape[0]
+
+        # 1. Siamese encoder (both images in one batch)
+        pyr = self.encoder(torch.cat([img_a, img_b]), torch.cat([valid_a, valid_b]))
+        pa, pb = _split_pyramid(pyr, n)
+
+        # 2. cross-modality interaction at every scale
+        pa, pb = self.cmi(pa, pb)
+
+        # 3. multi-scale fusion -> fine features at 1/2
+        fine_ab = self.msf(_cat_pyramids(pa, pb))
+        fine_a, fine_b = fine_ab[:n], fine_ab[n:]
+
+        # 4. coarse matching at 1/8
+        hw8 = pa.hw8
+        coarse = self.coarse(pa.f8, pb.f8, cell_mask(valid_a), cell_mask(valid_b), hw8, hw8)
+        to_refine = fine_on(coarse.matches) if fine_on is not None else coarse.matches
+
+        # 5. fine matching at 1/2
+        fine = self.fine(fine_a, fine_b, pa.f8, pb.f8, to_refine.batch, to_refine.idx_a, to_refine.idx_b, hw8[1])
+
+        # 6. pixel coordinates
+        xy_a = fine_to_pixel(anchor_fine_xy(to_refine.idx_a, hw8[1]).float())
+        xy_b = fine_to_pixel(anchor_fine_xy(to_refine.idx_b, hw8[1]).float() + fine.offset)
+        matches = Correspondences(to_refine.batch, xy_a, xy_b, to_refine.confidence)
+        return RegNetOutput(coarse, to_refine, fine, matches, hw8)
+
+
+def _split_pyramid(p, n):
+    from geomreg.matching.encoder import Pyramid
+
+    a = Pyramid(p.f2[:n], p.f4[:n], p.f8[:n], p.hw2, p.hw4, p.hw8)
+    b = Pyramid(p.f2[n:], p.f4[n:], p.f8[n:], p.hw2, p.hw4, p.hw8)
+    return a, b
+
+
+def _cat_pyramids(a, b):
+    from geomreg.matching.encoder import Pyramid
+
+    return Pyramid(torch.cat([a.f2, b.f2]), torch.cat([a.f4, b.f4]), torch.cat([a.f8, b.f8]), a.hw2, a.hw4, a.hw8)

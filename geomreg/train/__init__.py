@@ -1,0 +1,1 @@
+"""Training RegNetMamba-2 on real pairs with simulated modalities."""

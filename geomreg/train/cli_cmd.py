@@ -1,0 +1,48 @@
+"""`geomreg train --data DIR --out DIR [--config FILE] [--resume CKPT]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset directory with MANIFEST.csv.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where checkpoints and logs go.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="JSON or YAML with TrainConfig fields.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), help="Training checkpoint to continue from (e.g. OUT/last.pt).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (a checkpoint is written).")
+@click.option("--max-steps", type=int, default=None)
+def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, device: str, max_minutes, max_steps) -> None:
+    """Train RegNetMamba-2 on a dataset directory (resumable)."""
+    from dataclasses import replace
+
+    from geomreg.data.manifest import DatasetError
+    from geomreg.matching.weights import CheckpointError
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.trainer import restore, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = None
+    if config_file is not None:
+        text = config_file.read_text()
+        data = json.loads(text) if config_file.suffix == ".json" else __import__("yaml").safe_load(text)
+        cfg = TrainConfig.from_dict(data or {})
+    try:
+        if resume is not None and cfg is None:
+            cfg = restore(resume, "cpu")[1]
+        cfg = cfg or TrainConfig()
+        if max_minutes is not None:
+            cfg = replace(cfg, max_minutes=max_minutes)
+        if max_steps is not None:
+            cfg = replace(cfg, max_steps=max_steps)
+        res = train(data_dir, out_dir, cfg, resume=resume, device=device)
+    except (DatasetError, CheckpointError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    if res is not None:
+        click.echo(json.dumps({"score": res.score, **res.metrics}, indent=1))

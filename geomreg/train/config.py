@@ -1,0 +1,42 @@
+"""Training configuration (frozen; saved in every checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    crop_size: int = 192
+    batch_size: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 1_000_000
+    max_minutes: float = 0.0  # stop after this long (0: no limit)
+    curriculum_steps: int = 3000  # warps grow from 30 % to 100 % of their range over these steps
+    simulate_prob: float = 0.5
+    swap_prob: float = 0.5
+    # optical-SAR is what users judge us by: sample it more often
+    modality_weights: dict = field(default_factory=lambda: {"opt-sar": 3.0, "vis-ir": 1.5, "rgb-nir": 1.5})
+    fine_weight: float = 1.0
+    fine_ce_weight: float = 0.5
+    fine_gt_per_pair: int = 32
+    fine_pred_per_pair: int = 16
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    val_pairs_per_modality: int = 8
+    val_size: int = 256
+    val_every_steps: int = 500
+    ckpt_every_minutes: float = 5.0
+    log_every_steps: int = 10
+    seed: int = 0
+    threads: int = 0  # 0: all cores
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,66 @@
+"""Losses of the LoFTR family.
+
+Coarse: focal loss on the dual-softmax matching probabilities P. Positives are the ground-truth cell
+pairs (p -> 1, weighted by (1 - p)^gamma so easy positives fade out); negatives are every other valid
+entry (p -> 0, weighted by p^gamma so only confident mistakes count).
+
+Fine: the soft-argmax expectation mu of each window against the true sub-pixel position t, as
+||mu - t||^2 / r^2 weighted by the inverse of the predicted standard deviation (detached, normalised to
+mean 1), so confident windows are held to their claim. A cross-entropy on the heatmap against the
+bilinear split of t over the four nearest window cells is added: at the start the expectation of a
+near-uniform heatmap barely moves, and this term gives the window correlation a direct signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from geomreg.matching.fine import FineResult
+from geomreg.train.targets import CoarseTargets
+
+
+@dataclass(frozen=True)
+class LossParts:
+    total: torch.Tensor
+    coarse: torch.Tensor
+    fine: torch.Tensor
+    fine_ce: torch.Tensor
+
+
+def coarse_focal_loss(prob: torch.Tensor, targets: CoarseTargets, valid_pairs: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """prob [B, La, Lb]; valid_pairs [B, La, Lb] bool (both cells valid)."""
+    p = prob.clamp(1e-6, 1 - 1e-6)
+    pos = torch.zeros_like(valid_pairs)
+    pos[targets.batch, targets.idx_a, targets.idx_b] = True
+    neg = valid_pairs & ~pos
+    loss_pos = -alpha * (1 - p[pos]) ** gamma * torch.log(p[pos])
+    loss_neg = -(1 - alpha) * p[neg] ** gamma * torch.log(1 - p[neg])
+    pos_term = loss_pos.mean() if loss_pos.numel() else prob.sum() * 0
+    neg_term = loss_neg.mean() if loss_neg.numel() else prob.sum() * 0
+    return pos_term + neg_term
+
+
+def fine_losses(fine: FineResult, target: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """target [M, 2] (1/2-resolution px from the window centre). Only targets inside the window count."""
+    inside = (target.abs() <= radius - 0.5).all(dim=-1)
+    if not inside.any():
+        z = fine.offset.sum() * 0
+        return z, z
+    mu, std, t = fine.offset[inside], fine.std[inside], target[inside]
+    w = 1.0 / std.detach().clamp_min(1e-3)
+    w = w / w.mean()
+    l2 = (w * ((mu - t) ** 2).sum(-1)).mean() / radius**2
+
+    heat = fine.heatmap[inside].flatten(1).clamp_min(1e-8)  # [K, w*w]
+    side = fine.heatmap.shape[-1]
+    g = t + radius  # window coordinates
+    x0, y0 = g[:, 0].floor(), g[:, 1].floor()
+    fx, fy = g[:, 0] - x0, g[:, 1] - y0
+    soft = torch.zeros_like(heat)
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = (x0 + dx).long().clamp(0, side - 1), (y0 + dy).long().clamp(0, side - 1)
+        soft.scatter_add_(1, (yi * side + xi)[:, None], wgt[:, None])
+    ce = -(soft * torch.log(heat)).sum(-1).mean()
+    return l2, ce

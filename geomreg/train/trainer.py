@@ -1,0 +1,242 @@
+"""The training loop: resumable, seeded, logged to CSV, checkpointed atomically, validated periodically."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from geomreg.data.manifest import read_manifest, split_pairs
+from geomreg.matching.coarse import CoarseMatches
+from geomreg.matching.config import RegNetMamba2Config
+from geomreg.matching.model import RegNetMamba2, cell_mask
+from geomreg.matching.weights import atomic_torch_save, read_checkpoint
+from geomreg.train.config import TrainConfig
+from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
+from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
+from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
+from geomreg.train.validation import ValidationResult, build_validation_set, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    model: RegNetMamba2
+    optimizer: torch.optim.Optimizer
+    step: int
+    best_score: float
+    history: list  # where and how long each leg of training ran
+
+
+def load_pairs(records, desc: str) -> list[CachedPair]:
+    return [cache_pair(r) for r in tqdm(records, desc=desc, unit="pair", leave=False)]
+
+
+def sample_batch(pairs: list[CachedPair], weights: np.ndarray, cfg: TrainConfig, step: int, rng: np.random.Generator) -> list[Instance]:
+    f = 0.3 + 0.7 * min(1.0, step / max(cfg.curriculum_steps, 1))
+    warp = WarpRange().scaled(f)
+    idx = rng.choice(len(pairs), size=cfg.batch_size, p=weights)
+    return [
+        make_instance(pairs[i], cfg.crop_size, rng, warp, simulate_prob=cfg.simulate_prob, swap=rng.random() < cfg.swap_prob)
+        for i in idx
+    ]
+
+
+def to_tensors(batch: list[Instance], device) -> tuple[torch.Tensor, ...]:
+    a = torch.from_numpy(np.stack([i.img_a for i in batch]))[:, None]
+    b = torch.from_numpy(np.stack([i.img_b for i in batch]))[:, None]
+    va = torch.from_numpy(np.stack([i.valid_a for i in batch]))[:, None]
+    vb = torch.from_numpy(np.stack([i.valid_b for i in batch]))[:, None]
+    H = torch.from_numpy(np.stack([i.H_ab for i in batch])).float()
+    return tuple(t.to(device) for t in (a, b, va, vb, H))
+
+
+def _subsample(m: CoarseMatches, per_pair: int, gen: torch.Generator) -> CoarseMatches:
+    if m.batch.numel() == 0:
+        return m
+    r = torch.rand(m.batch.numel(), generator=gen).to(m.batch.device)
+    keep = torch.zeros_like(m.batch, dtype=torch.bool)
+    for b in m.batch.unique():
+        sel = torch.nonzero(m.batch == b).squeeze(1)
+        keep[sel[torch.argsort(r[sel])[:per_pair]]] = True
+    return CoarseMatches(m.batch[keep], m.idx_a[keep], m.idx_b[keep], m.confidence[keep])
+
+
+def fine_selection(gt: CoarseTargets, cfg: TrainConfig, gen: torch.Generator):
+    """Fine stage trains on ground-truth cells and on the network's own predictions (what it sees at test time)."""
+
+    def select(pred: CoarseMatches) -> CoarseMatches:
+        g = _subsample(CoarseMatches(gt.batch, gt.idx_a, gt.idx_b, torch.ones_like(gt.batch, dtype=torch.float32)), cfg.fine_gt_per_pair, gen)
+        p = _subsample(pred, cfg.fine_pred_per_pair, gen)
+        return CoarseMatches(*(torch.cat([x, y]) for x, y in zip((g.batch, g.idx_a, g.idx_b, g.confidence), (p.batch, p.idx_a, p.idx_b, p.confidence))))
+
+    return select
+
+
+def training_step(state: TrainState, batch, cfg: TrainConfig, gen: torch.Generator) -> tuple[LossParts, int]:
+    a, b, va, vb, H = batch
+    hw8 = (a.shape[2] // 8, a.shape[3] // 8)
+    gt = coarse_targets(H, va, vb, hw8)
+    out = state.model(a, b, va, vb, fine_on=fine_selection(gt, cfg, gen))
+    valid_pairs = cell_mask(va)[:, :, None] & cell_mask(vb)[:, None, :]
+    coarse = coarse_focal_loss(out.coarse.prob, gt, valid_pairs)
+    target = fine_offsets(H, out.fine_matches, hw8)
+    fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2)
+    total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
+    return LossParts(total, coarse, fine_l2, fine_ce), int(gt.batch.numel())
+
+
+def save(state: TrainState, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None:
+    atomic_torch_save(
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "step": state.step,
+            "best_score": state.best_score,
+            "config": state.model.cfg.to_dict(),
+            "train_config": cfg.to_dict(),
+            "history": state.history,
+            **(extra or {}),
+        },
+        path,
+    )
+
+
+def restore(path: Path, device) -> tuple[TrainState, TrainConfig]:
+    ck = read_checkpoint(path)
+    for key in ("model", "optimizer", "step", "config", "train_config"):
+        if key not in ck:
+            raise ValueError(f"{path}: not a training checkpoint (missing '{key}')")
+    model = RegNetMamba2(RegNetMamba2Config.from_dict(ck["config"])).to(device)
+    model.load_state_dict(ck["model"], strict=True)
+    cfg = TrainConfig.from_dict(ck["train_config"])
+    opt = make_optimizer(model, cfg)
+    opt.load_state_dict(ck["optimizer"])
+    return TrainState(model, opt, int(ck["step"]), float(ck.get("best_score", -1.0)), list(ck.get("history", []))), cfg
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+
+
+class CsvLog:
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns = path, columns
+        if not path.exists():
+            with path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(columns)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as fh:
+            csv.writer(fh).writerow([row.get(c, "") for c in self.columns])
+
+
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    model_config: RegNetMamba2Config | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ValidationResult | None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    if resume is not None:
+        state, saved_cfg = restore(Path(resume), dev)
+        cfg = cfg or saved_cfg
+        for g in state.optimizer.param_groups:
+            g["lr"] = cfg.lr
+        log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
+    else:
+        cfg = cfg or TrainConfig()
+        torch.manual_seed(cfg.seed)
+        model = RegNetMamba2(model_config or RegNetMamba2Config()).to(dev)
+        state = TrainState(model, make_optimizer(model, cfg), 0, -1.0, [])
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    records = read_manifest(data_dir)
+    train_recs, val_recs = split_pairs(records, cfg.val_fraction)
+    (out / "split.txt").write_text("".join(f"val\t{r.pair_id}\n" for r in val_recs) + "".join(f"train\t{r.pair_id}\n" for r in train_recs))
+    log.info("%d training pairs, %d validation pairs (split by sha1 of pair_id)", len(train_recs), len(val_recs))
+    train_pairs = load_pairs(train_recs, "loading training pairs")
+    val_set = build_validation_set(load_pairs(val_recs, "loading validation pairs"), cfg.val_size, cfg.val_pairs_per_modality)
+    w = np.array([cfg.modality_weights.get(p.record.modality, 1.0) for p in train_pairs], dtype=np.float64)
+    w /= w.sum()
+
+    rng = np.random.default_rng(cfg.seed + state.step)  # resumed runs continue with a fresh, reproducible stream
+    gen = torch.Generator().manual_seed(cfg.seed + state.step)
+    steps_log = CsvLog(out / "train_log.csv", ["step", "time", "loss", "coarse", "fine", "fine_ce", "lr", "positives", "sec_per_step"])
+    val_log = CsvLog(out / "val_log.csv", ["step", "time", "score", *sorted(_metric_keys(val_set))])
+    leg = {"device": str(dev), "host": platform.node(), "cpu_threads": torch.get_num_threads(), "start_step": state.step, "steps": 0}
+    state.history.append(leg)
+
+    t_start = last_ckpt = time.time()
+    start_step = state.step
+    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not progress, desc="train", unit="step")
+    result = None
+    state.model.train()
+    try:
+        while state.step < cfg.max_steps:
+            if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+                break
+            t0 = time.time()
+            for g in state.optimizer.param_groups:
+                g["lr"] = _lr(cfg, state.step)
+            batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev)
+            losses, n_pos = training_step(state, batch, cfg, gen)
+            state.optimizer.zero_grad(set_to_none=True)
+            losses.total.backward()
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+            state.optimizer.step()
+            state.step += 1
+            leg["steps"] = state.step - start_step
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses.total.item():.3f}", coarse=f"{losses.coarse.item():.3f}", fine=f"{losses.fine.item():.3f}")
+            if state.step % cfg.log_every_steps == 0:
+                steps_log.write(
+                    dict(step=state.step, time=round(time.time() - t_start, 1), loss=f"{losses.total.item():.5f}", coarse=f"{losses.coarse.item():.5f}",
+                         fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{_lr(cfg, state.step):.2e}",
+                         positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}")
+                )
+            if state.step % cfg.val_every_steps == 0:
+                result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)
+            if (time.time() - last_ckpt) / 60 >= cfg.ckpt_every_minutes:
+                save(state, out / "last.pt", cfg)
+                last_ckpt = time.time()
+    finally:
+        bar.close()
+        save(state, out / "last.pt", cfg)
+    if state.step % cfg.val_every_steps != 0:
+        result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)
+    return result
+
+
+def _metric_keys(val_set) -> set[str]:
+    mods = {i.modality for i in val_set} | {"all"}
+    return {f"{m}/{k}" for m in mods for k in ("n", "success@3", "success@5", "success@10", "ncm", "matches")}
+
+
+def _validate_and_keep_best(state, val_set, dev, out: Path, cfg, val_log: CsvLog, t_start: float) -> ValidationResult:
+    res = validate(state.model, val_set, dev)
+    val_log.write({"step": state.step, "time": round(time.time() - t_start, 1), "score": f"{res.score:.4f}", **res.metrics})
+    log.info("step %d validation score %.3f (opt-sar success@5 %.2f)", state.step, res.score, res.metrics.get("opt-sar/success@5", float("nan")))
+    if res.score > state.best_score:
+        state.best_score = res.score
+        save(state, out / "best.pt", cfg, {"validation": res.metrics})
+    return res

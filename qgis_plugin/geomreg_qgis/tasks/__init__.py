@@ -1,0 +1,1 @@
+"""Background tasks (QgsTask) of the plugin."""

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+import geomreg
+from geomreg.matching import weights as W
+from geomreg.matching.api import Matcher, get_matcher
+from geomreg.matching.model import RegNetMamba2
+
+
+@pytest.fixture(scope="module")
+def random_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = RegNetMamba2()
+    path = tmp_path_factory.mktemp("ck") / "model.pt"
+    W.atomic_torch_save({"model": model.state_dict(), "config": model.cfg.to_dict()}, path)
+    return path
+
+
+def test_from_pretrained_never_uses_random_weights(monkeypatch, tmp_path):
+    monkeypatch.setattr(W, "PACKAGED_WEIGHTS", tmp_path / "missing.pt")
+    monkeypatch.setattr(W, "PACKAGED_CARD", tmp_path / "missing.json")
+    with pytest.raises(W.CheckpointError, match="no trained RegNetMamba-2 weights"):
+        geomreg.Matcher.from_pretrained()
+
+
+def test_packaged_checksum_is_verified(monkeypatch, tmp_path):
+    model = RegNetMamba2()
+    W.export_packaged(model, {"note": "test"}, tmp_path)
+    monkeypatch.setattr(W, "PACKAGED_WEIGHTS", tmp_path / "regnetmamba2.pt")
+    monkeypatch.setattr(W, "PACKAGED_CARD", tmp_path / "regnetmamba2.json")
+    assert isinstance(W.load_packaged(), RegNetMamba2)
+    with open(tmp_path / "regnetmamba2.pt", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(W.CheckpointError, match="checksum mismatch"):
+        W.load_packaged()
+
+
+def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path, random_ckpt):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(W.CheckpointError, match="bad.pt"):
+        Matcher.from_checkpoint(bad)
+    sd = torch.load(random_ckpt, weights_only=True)
+    sd["model"].pop(next(iter(sd["model"])))
+    partial = tmp_path / "partial.pt"
+    torch.save(sd, partial)
+    with pytest.raises(W.CheckpointError, match="do not fit"):
+        Matcher.from_checkpoint(partial)
+
+
+def test_match_contract_on_awkward_inputs(random_ckpt):
+    m = Matcher.from_checkpoint(random_ckpt)
+    rng = np.random.default_rng(0)
+    ref = (rng.random((101, 133, 3)) * 255).astype(np.uint8)  # not multiples of 8, RGB
+    mov = rng.gamma(1.0, 1.0, (120, 97)).astype(np.float32)  # SAR-like amplitude, other size
+    mov[:10] = np.nan
+    r = m.match(ref, mov)
+    assert r.ref_xy.shape[1] == 2 and r.mov_xy.shape == r.ref_xy.shape and r.confidence.shape == (len(r),)
+    assert r.ref_xy.dtype == np.float64
+    if len(r):
+        assert (r.mov_xy[:, 1] >= -0.5).all() and (r.mov_xy[:, 0] <= 96.5).all()
+
+
+def test_large_input_is_downscaled_with_a_note(random_ckpt):
+    from geomreg.matching.api import MatcherConfig
+
+    m = Matcher.from_checkpoint(random_ckpt, config=MatcherConfig(max_side=128))
+    img = np.random.default_rng(1).random((300, 260)).astype(np.float32)
+    r = m.match(img, img)
+    assert any("downscaled" in n for n in r.notes)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros((4, 4, 4, 4)), "HxW"),
+        (np.array([["a"]]), "dtype"),
+        (np.full((16, 16), np.nan), "no valid pixel"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(random_ckpt, bad, message):
+    m = Matcher.from_checkpoint(random_ckpt)
+    with pytest.raises(ValueError, match=message):
+        m.match(bad, np.zeros((16, 16), np.float32))
+
+
+def test_get_matcher_names():
+    assert get_matcher("cfog").name == "cfog"
+    with pytest.raises(ValueError, match="unknown matcher"):
+        get_matcher("nope")
+
+
+@pytest.mark.parametrize("score, expected", [(None, "cfog"), (0.2, "cfog"), (0.8, "regnetmamba2")])
+def test_auto_uses_packaged_weights_only_when_validated(monkeypatch, tmp_path, score, expected):
+    model = RegNetMamba2()
+    W.export_packaged(model, {"validation": {} if score is None else {W.USABLE_VALIDATION_KEY: score}}, tmp_path)
+    monkeypatch.setattr(W, "PACKAGED_WEIGHTS", tmp_path / "regnetmamba2.pt")
+    monkeypatch.setattr(W, "PACKAGED_CARD", tmp_path / "regnetmamba2.json")
+    assert get_matcher("auto", device="cpu").name == expected

@@ -1,0 +1,52 @@
+import torch
+
+from geomreg.matching.coarse import dual_softmax, erode_cells, select_matches
+from geomreg.matching.config import CoarseConfig
+
+
+def test_select_matches_on_hand_made_probabilities():
+    hw = (4, 4)
+    prob = torch.zeros(1, 16, 16)
+    # known matches between interior cells (5, 6, 9, 10 are the interior of a 4x4 grid)
+    truth = {5: 10, 6: 9, 9: 6, 10: 5}
+    for a, b in truth.items():
+        prob[0, a, b] = 0.9
+    prob[0, 5, 9] = 0.5  # not the row maximum: rejected by mutual NN
+    prob[0, 0, 0] = 0.95  # border cell: removed
+    prob[0, 6, 6] = 0.1  # below threshold (and not maximal)
+    mask = torch.ones(1, 16, dtype=torch.bool)
+    m = select_matches(prob, mask, mask, hw, hw, CoarseConfig(threshold=0.2, border_cells=1))
+    got = {int(a): int(b) for a, b in zip(m.idx_a, m.idx_b)}
+    assert got == truth
+    assert torch.allclose(m.confidence, torch.full((4,), 0.9))
+
+
+def test_select_matches_respects_masks_and_limit():
+    hw = (4, 4)
+    prob = torch.zeros(2, 16, 16)
+    prob[:, 5, 5] = 0.8
+    prob[:, 10, 10] = 0.7
+    mask_a = torch.ones(2, 16, dtype=torch.bool)
+    mask_a[1, 5] = False
+    m = select_matches(prob, mask_a, torch.ones(2, 16, dtype=torch.bool), hw, hw, CoarseConfig(border_cells=0, max_matches=3))
+    assert len(m) == 3
+    assert not ((m.batch == 1) & (m.idx_a == 5)).any()
+
+
+def test_dual_softmax_is_zero_on_masked_cells_and_bounded():
+    sim = torch.randn(1, 6, 5) * 5
+    ma = torch.tensor([[True, True, False, True, True, True]])
+    mb = torch.tensor([[True, False, True, True, True]])
+    p = dual_softmax(sim, ma, mb)
+    assert torch.all(p[0, 2] == 0) and torch.all(p[0, :, 1] == 0)
+    assert torch.all(p <= 1) and torch.all(p >= 0)
+    assert torch.all(p.sum(2) <= 1 + 1e-6)
+
+
+def test_erode_cells_removes_border_and_neighbours_of_invalid():
+    mask = torch.ones(1, 25, dtype=torch.bool)
+    mask[0, 12] = False  # centre of 5x5
+    e = erode_cells(mask, (5, 5), 1).view(5, 5)
+    assert not e.any()  # every interior cell touches the invalid centre
+    e0 = erode_cells(torch.ones(1, 25, dtype=torch.bool), (5, 5), 1).view(5, 5)
+    assert e0[1:4, 1:4].all() and not e0[0].any() and not e0[:, 0].any()

@@ -1,0 +1,83 @@
+"""`geomreg batch`: the contract, exit codes (0 all registered, 1 any failed, 2 bad manifest/options) and the
+default LocalCluster run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from batch_helpers import REG_OPTS, assert_same_outputs, write_manifest
+from click.testing import CliRunner
+
+from geomreg.cli import main
+from geomreg.matching.weights import PACKAGED_WEIGHTS
+
+
+def _batch(*args: str):
+    return CliRunner().invoke(main, ["batch", *map(str, args)])
+
+
+def test_batch_is_a_geomreg_command_with_the_contract_options():
+    r = _batch("--help")
+    assert r.exit_code == 0
+    for opt in ("MANIFEST", "--out", "--scheduler", "--workers", "--threads-per-worker", "--matcher", "--transform", "--tile-size",
+                "--overwrite", "--tls-ca-file", "--batch-size"):
+        assert opt in r.output
+
+
+def test_registered_even_when_pipelines_is_imported_first():
+    code = "import pipelines.cli_cmd\nfrom geomreg.cli import main\nassert 'batch' in main.commands\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_bad_manifests_and_options_exit_2_without_starting_a_cluster(tmp_path):
+    m = tmp_path / "pairs.csv"
+    m.write_text("reference,moving,tile_size\nr.tif,m.tif,256\nr.tif,m2.tif,huge\n")
+    r = _batch(m, "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert f"error: {m}: line 3: column tile_size: 'huge' is not an integer" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+
+    r = _batch(tmp_path / "nope.csv", "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "manifest not found" in r.output
+
+    m.write_text("reference,moving\nr.tif,m.tif\n")
+    r = _batch(m, "--out", tmp_path / "out", "--scheduler", "http://127.0.0.1:1")
+    assert r.exit_code == 2 and "unsupported protocol 'http'" in r.output
+    r = _batch(m, "--out", tmp_path / "out", "--tile-size", "32")  # click's own check
+    assert r.exit_code == 2
+    r = _batch(m, "--out", tmp_path / "out", "--max-shift", "far")
+    assert r.exit_code == 2 and "cannot read max_shift 'far'" in r.output
+    r = _batch(m, "--out", tmp_path / "out", "--matcher", "sift")
+    assert r.exit_code == 2 and "choose regnetmamba2 or cfog" in r.output
+    (tmp_path / "file").write_text("")
+    r = _batch(m, "--out", tmp_path / "file")
+    assert r.exit_code == 2
+
+
+def test_local_cluster_end_to_end(tmp_path, scene_pairs, sequential):
+    """The default cluster (one worker here to keep it light): dashboard on loopback, a progress bar, the table;
+    without packaged weights the default matcher is reported per pair, clearly, and the exit code is 1."""
+    p = scene_pairs[0]
+    rows = [{"reference": p.reference, "moving": p.moving, "matcher": ""}]
+    no_weights = not PACKAGED_WEIGHTS.is_file()
+    if no_weights:
+        rows.append({"reference": scene_pairs[1].reference, "moving": scene_pairs[1].moving, "matcher": "regnetmamba2"})
+    m = write_manifest(tmp_path / "pairs.csv", rows, columns=("reference", "moving", "matcher"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["batch", str(m), "--out", str(out), "--workers", "1", "--dashboard-address", "127.0.0.1:0", *REG_OPTS])
+    assert "LocalCluster on 127.0.0.1: 1 worker process(es) x 1 thread(s)" in r.output
+    assert "dashboard: http://127.0.0.1:" in r.output
+    assert "tile/s" in r.output and "pairs 1/" in r.output  # the progress bar
+    doc = json.loads((out / "batch_summary.json").read_text())
+    assert doc["pairs"][0]["status"] == "registered"
+    assert_same_outputs(Path(doc["pairs"][0]["output"]), sequential[p.name])
+    if no_weights:
+        assert r.exit_code == 1, r.output
+        second = doc["pairs"][1]
+        assert second["status"] == "error" and "no trained RegNetMamba-2 weights are packaged" in second["reason"]
+        assert "no trained RegNetMamba-2 weights are packaged" in r.output
+    else:
+        assert r.exit_code == 0, r.output

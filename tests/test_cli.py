@@ -1,0 +1,274 @@
+"""The geomreg CLI through click's CliRunner: exit codes 0 registered / 1 failed / 2 bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geomreg.cli import main
+from geomreg.geo.sample import sample_pair
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return sample_pair()
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
+
+
+def test_register_ok(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    r = _run("register", pair.reference, pair.moving, "-o", out, "--matcher", "cfog", "--tile-size", 320, "--overlap", 32,
+             "--max-shift", "300m", "--transform", "translation", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "registered: translation" in r.output
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["config"]["max_shift"] == 300.0 and rep["config"]["max_shift_unit"] == "map"
+    assert (tmp_path / "out_tiepoints.gpkg").exists() and (tmp_path / "out.points").exists()
+    # refused without --overwrite (exit 2, nothing touched), accepted with it
+    before = out.stat().st_mtime_ns
+    r = _run("register", pair.reference, pair.moving, "-o", out, "--matcher", "cfog", "--no-progress")
+    assert r.exit_code == 2 and "exists already" in r.output and out.stat().st_mtime_ns == before
+
+
+def test_register_failed_exit_1(pair, tmp_path):
+    with rasterio.open(pair.reference) as ds:
+        prof = ds.profile.copy()
+        # A small moving scene of pure noise inside the reference footprint: nothing to match.
+        prof.update(count=1, width=192, height=192, transform=ds.transform, photometric="MINISBLACK")
+        noise = np.random.default_rng(0).integers(1, 60000, (1, 192, 192)).astype("uint16")
+    mov = tmp_path / "noise.tif"
+    with rasterio.open(mov, "w", **prof) as dst:
+        dst.write(noise)
+    out = tmp_path / "out.tif"
+    r = _run("register", pair.reference, mov, "-o", out, "--matcher", "cfog", "--tile-size", 320, "--no-progress")
+    assert r.exit_code == 1, r.output
+    assert "registration failed" in r.output
+    assert not out.exists() and (tmp_path / "out_report.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["{missing}", "{mov}"], "reference file not found"),
+        (["{ref}", "{mov}", "--mov-band", "3"], "unsupported band selection"),
+        (["{ref}", "{mov}", "--max-shift", "lots"], "cannot read max_shift"),
+        (["{ref}", "{mov}", "--matcher", "nosuchmatcher"], "nosuchmatcher"),
+    ],
+)
+def test_register_bad_input_exit_2(pair, tmp_path, args, needle):
+    subs = {"ref": pair.reference, "mov": pair.moving, "missing": tmp_path / "missing.tif"}
+    argv = ["register"] + [a.format(**subs) for a in args] + ["-o", tmp_path / "o.tif", "--no-progress"]
+    if "--matcher" not in args:
+        argv += ["--matcher", "cfog"]
+    r = _run(*argv)
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_output_equal_to_input_exit_2(pair, tmp_path):
+    r = _run("register", pair.reference, pair.moving, "-o", pair.moving, "--matcher", "cfog", "--overwrite")
+    assert r.exit_code == 2 and "one of the inputs" in r.output
+
+
+def test_sample_command(tmp_path):
+    r = _run("sample", "-o", tmp_path / "s", "--matcher", "cfog", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "error against the known answer" in r.output
+    err = float(r.output.split("error against the known answer: RMSE ")[1].split(" px")[0])
+    assert err < 0.3
+    assert (tmp_path / "s" / "moving_sar_simulated_registered.tif").exists()
+
+
+def test_help_lists_commands():
+    r = _run("--help")
+    assert r.exit_code == 0 and "register" in r.output and "sample" in r.output
+
+
+# --- --progress-json -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_pair(pair, tmp_path_factory):
+    """A 384 px reference cut from the sample's Landsat-8 band and a moving copy whose georeferencing is
+    off by a known (2.37, -1.61) px (tests/geo/scenes.py builds both from the real texture)."""
+    from geo.scenes import Texture, moving_scene, reference_scene, shift
+
+    from geomreg.geo.io import Grid
+
+    with rasterio.open(pair.reference) as ds:
+        tex = Texture(ds.read(1).astype(np.float64), Grid.of_dataset(ds))
+    d = tmp_path_factory.mktemp("small")
+    ref, g = reference_scene(d, tex)
+    T = shift(-2.37 * 30, 1.61 * 30)
+    mov = moving_scene(d, tex, g, T)
+    return ref, mov, np.array([-2.37 * 30, 1.61 * 30])
+
+
+def _json_lines(stderr: str) -> list[dict]:
+    """Every stderr line must be one JSON object (no tqdm bar, no plain text)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines, "no JSON lines on stderr"
+    return [json.loads(ln) for ln in lines]
+
+
+def _check_progress(events: list[dict]) -> list[dict]:
+    prog = [e for e in events if e["event"] == "progress"]
+    assert prog, events
+    values = [e["progress"] for e in prog]
+    assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values) and values[-1] == 1.0
+    for e in prog:
+        assert e["stage"] in ("coarse tiles", "tiles", "fusion", "writing") and 0 <= e["done"] <= e["total"]
+    order = [s for i, s in enumerate(e["stage"] for e in prog) if i == 0 or s != prog[i - 1]["stage"]]
+    assert order == sorted(order, key=("coarse tiles", "tiles", "fusion", "writing").index), order
+    return prog
+
+
+def test_progress_json_registered(small_pair, tmp_path):
+    ref, mov, true_shift = small_pair
+    out = tmp_path / "out.tif"
+    r = _run("register", ref, mov, "-o", out, "--matcher", "cfog", "--tile-size", 128, "--overlap", 16,
+             "--transform", "translation", "--progress-json")
+    assert r.exit_code == 0, r.output
+    events = _json_lines(r.stderr)
+    prog = _check_progress(events)
+    tiles = [e for e in prog if e["stage"] == "tiles"]
+    # 384 px in 128 px tiles every 112 px: 4 x 4 tiles, reported after each batch of 8.
+    assert [e["done"] for e in tiles] == [0, 8, 16] and {e["total"] for e in tiles} == {16}
+    assert {e["stage"] for e in prog} == {"tiles", "fusion", "writing"}  # 2.4 px needs no coarse pass
+    res = events[-1]
+    assert res["event"] == "result" and res["status"] == "registered" and res["reason"] is None
+    assert 0 < res["rmse_px"] < 1.0 and res["rmse_map"] == pytest.approx(res["rmse_px"] * 30)
+    assert res["n_inliers"] >= 50 and res["transform"] == "translation"
+    assert set(res["outputs"]) == {"raster", "tie_points", "qgis_points", "report"}
+    assert all(Path(p).exists() for p in res["outputs"].values())
+    rep = json.loads(Path(res["outputs"]["report"]).read_text())
+    assert rep["rmse_px"] == pytest.approx(res["rmse_px"])
+    assert np.hypot(*(np.array(rep["transform"]["shift_at_centre_map"]) - true_shift)) < 0.3 * 30
+    assert "registered: translation" in r.stdout  # the human summary stays on stdout
+
+
+def test_progress_json_coarse_pass_and_modes(small_pair, tmp_path):
+    ref, mov, _ = small_pair
+    out = tmp_path / "geo.tif"
+    # max_shift 40 px > a quarter of a 128 px tile: a coarse pass runs first.
+    r = _run("register", ref, mov, "-o", out, "--matcher", "cfog", "--tile-size", 128, "--overlap", 16, "--max-shift", 40,
+             "--transform", "affine", "--mode", "georef", "--progress-json")
+    assert r.exit_code == 0, r.output
+    events = _json_lines(r.stderr)
+    prog = _check_progress(events)
+    assert prog[0]["stage"] == "coarse tiles" and {"coarse tiles", "tiles", "fusion", "writing"} == {e["stage"] for e in prog}
+    assert events[-1]["status"] == "registered"
+    with rasterio.open(out) as ds, rasterio.open(mov) as src:
+        assert ds.shape == src.shape and not ds.transform.almost_equals(src.transform)  # georef mode: pixels kept
+
+
+def test_progress_json_failed(pair, tmp_path):
+    with rasterio.open(pair.reference) as ds:
+        prof = ds.profile.copy()
+        prof.update(count=1, width=192, height=192, transform=ds.transform, photometric="MINISBLACK")
+    noise = np.random.default_rng(0).integers(1, 60000, (1, 192, 192)).astype("uint16")
+    mov = tmp_path / "noise.tif"
+    with rasterio.open(mov, "w", **prof) as dst:
+        dst.write(noise)
+    out = tmp_path / "out.tif"
+    r = _run("register", pair.reference, mov, "-o", out, "--matcher", "cfog", "--tile-size", 128, "--overlap", 16,
+             "--progress-json")
+    assert r.exit_code == 1, r.output
+    events = _json_lines(r.stderr)
+    _check_progress(events)
+    res = events[-1]
+    assert res["event"] == "result" and res["status"] == "failed" and res["reason"]
+    assert res["rmse_px"] is None or isinstance(res["rmse_px"], float)  # NaN never reaches the JSON
+    assert set(res["outputs"]) == {"report"} and Path(res["outputs"]["report"]).exists()
+    assert not out.exists() and "registration failed" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--mov-band", "3"], "unsupported band selection"),
+        (["--matcher", "nosuchmatcher"], "nosuchmatcher"),
+        (["--transform", "rubber"], "Invalid value for '--transform'"),  # a click usage error
+    ],
+)
+def test_progress_json_bad_input(small_pair, tmp_path, extra, needle):
+    ref, mov, _ = small_pair
+    argv = ["register", ref, mov, "-o", tmp_path / "o.tif", "--progress-json"] + extra
+    if "--matcher" not in extra:
+        argv += ["--matcher", "cfog"]
+    r = _run(*argv)
+    assert r.exit_code == 2, r.output
+    first = json.loads(r.stderr.splitlines()[0])
+    assert first == {"event": "error", "message": first["message"], "code": 2} and needle in first["message"]
+    if "--transform" not in extra:  # click adds its usage text after the JSON line; ours is JSON only
+        assert all(e["event"] in ("log", "error") for e in _json_lines(r.stderr))
+    assert "Traceback" not in r.output and not list(tmp_path.iterdir())
+
+
+def test_progress_json_missing_file(tmp_path, small_pair):
+    _, mov, _ = small_pair
+    r = _run("register", tmp_path / "nope.tif", mov, "-o", tmp_path / "o.tif", "--matcher", "cfog", "--progress-json")
+    assert r.exit_code == 2
+    assert _json_lines(r.stderr)[-1]["message"].startswith(str(tmp_path / "nope.tif"))
+
+
+def test_progress_json_subprocess_logs_are_json(small_pair, tmp_path):
+    """The real process, as the QGIS plugin runs it: with -v the log records come out as JSON lines too."""
+    import subprocess
+    import sys
+
+    ref, mov, _ = small_pair
+    cmd = [sys.executable, "-m", "geomreg.cli", "-v", "register", str(ref), str(mov), "-o", str(tmp_path / "o.tif"),
+           "--matcher", "cfog", "--tile-size", "192", "--overlap", "16", "--progress-json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    events = _json_lines(p.stderr)
+    assert any(e["event"] == "log" and e["level"] == "INFO" for e in events)
+    _check_progress(events)
+    assert events[-1]["event"] == "result" and events[-1]["status"] == "registered"
+
+
+def test_help_offers_progress_json():
+    """The QGIS plugin looks for the option in `register --help` before using it."""
+    r = _run("register", "--help")
+    assert r.exit_code == 0 and "--progress-json" in r.output
+
+
+def test_progress_json_sigint_leaves_nothing(pair, tmp_path):
+    """How the QGIS plugin cancels: SIGINT once the engine reports progress -> an error event, exit 1, no files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [sys.executable, "-m", "geomreg.cli", "register", str(pair.reference), str(pair.moving), "-o", str(out_dir / "o.tif"),
+           "--matcher", "cfog", "--tile-size", "96", "--overlap", "8", "--progress-json"]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    try:
+        events = []
+        for line in p.stderr:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "progress" and events[-1]["done"] > 0:
+                p.send_signal(signal.SIGINT)
+                break
+        rest = p.stderr.read()
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert events and events[-1]["stage"] in ("tiles", "coarse tiles") and events[-1]["progress"] < 0.9
+    last = json.loads(rest.strip().splitlines()[-1])
+    assert rc == 1 and last == {"event": "error", "message": "interrupted; no output written", "code": 1}
+    assert list(out_dir.iterdir()) == []

@@ -1,0 +1,46 @@
+import numpy as np
+import torch
+
+from geomreg.matching.coarse import CoarseMatches
+from geomreg.train.pairs import random_homography, WarpRange
+from geomreg.train.targets import anchors, coarse_targets, fine_offsets, warp_points
+
+
+def test_identity_gives_diagonal_targets_and_zero_fine_offsets():
+    hw8 = (6, 6)
+    H = torch.eye(3)[None]
+    valid = torch.ones(1, 1, 48, 48, dtype=torch.bool)
+    gt = coarse_targets(H, valid, valid, hw8)
+    assert torch.equal(gt.idx_a, gt.idx_b) and len(gt.idx_a) == 36
+    m = CoarseMatches(gt.batch, gt.idx_a, gt.idx_b, torch.ones(36))
+    assert torch.allclose(fine_offsets(H, m, hw8), torch.zeros(36, 2))
+
+
+def test_translation_targets_are_exact():
+    hw8 = (8, 8)
+    H = torch.tensor([[[1.0, 0, 11.0], [0, 1.0, -3.0], [0, 0, 1.0]]])
+    valid = torch.ones(1, 1, 64, 64, dtype=torch.bool)
+    gt = coarse_targets(H, valid, valid, hw8)
+    pa = anchors(hw8, "cpu")[gt.idx_a]
+    pb_true = pa + torch.tensor([11.0, -3.0])
+    m = CoarseMatches(gt.batch, gt.idx_a, gt.idx_b, torch.ones(len(gt.idx_a)))
+    centre_b = anchors(hw8, "cpu")[gt.idx_b]
+    assert torch.allclose(centre_b + 2 * fine_offsets(H, m, hw8), pb_true)
+    # the target cell contains the warped anchor
+    assert ((pb_true - centre_b).abs() <= 4.5).all()
+
+
+def test_invalid_regions_have_no_targets():
+    hw8 = (4, 4)
+    valid_b = torch.ones(1, 1, 32, 32, dtype=torch.bool)
+    valid_b[..., :16] = False
+    gt = coarse_targets(torch.eye(3)[None], torch.ones_like(valid_b), valid_b, hw8)
+    assert ((gt.idx_b % 4) >= 2).all()
+
+
+def test_random_homography_is_centred_and_bounded():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        H = random_homography(256, rng, WarpRange())
+        c = warp_points(torch.tensor(H, dtype=torch.float32)[None], torch.tensor([[[127.5, 127.5]]]))[0, 0]
+        assert (c - 127.5).abs().max() <= 0.1 * 256 + 1

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from geomreg.train.cli_cmd import train_command
+from geomreg.train.config import TrainConfig
+from geomreg.train.trainer import restore, train
+
+TINY = dict(crop_size=64, batch_size=2, val_size=64, val_pairs_per_modality=1, val_every_steps=2, log_every_steps=1, warmup_steps=1, val_fraction=0.5)
+
+
+def test_train_resumes_from_checkpoint(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=2, **TINY), progress=False)
+    state, cfg = restore(out / "last.pt", "cpu")
+    assert state.step == 2 and cfg.crop_size == 64
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    train(tiny_dataset, out, TrainConfig(max_steps=3, **TINY), resume=out / "last.pt", progress=False)
+    state2, _ = restore(out / "last.pt", "cpu")
+    assert state2.step == 3
+    assert any(not torch.equal(before[k], v) for k, v in state2.model.state_dict().items())
+    assert len(state2.history) == 2  # two legs recorded
+    lines = (out / "train_log.csv").read_text().splitlines()
+    assert lines[0].startswith("step,") and len(lines) == 4
+    assert (out / "best.pt").exists() and (out / "split.txt").exists()
+
+
+def test_train_cli_runs_and_reports(tiny_dataset, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(dict(max_steps=1, **TINY)))
+    r = CliRunner().invoke(train_command, ["--data", str(tiny_dataset), "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert '"score"' in r.output
+
+
+def test_train_cli_bad_dataset_exit_2(tmp_path):
+    (tmp_path / "MANIFEST.csv").write_text("pair_id,modality,ref_path,mov_path,aligned,gt\nx,opt-sar,a.jpg,b.jpg,no,H_mov_to_ref.txt\n")
+    r = CliRunner().invoke(train_command, ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-steps", "1"])
+    assert r.exit_code == 2
+    assert "pair x" in r.output
+
+
+def test_malformed_matrix_names_the_pair(tiny_dataset):
+    from geomreg.data.manifest import DatasetError, load_pair, read_manifest
+
+    rec = read_manifest(tiny_dataset)[0]
+    rec.h_path.write_text("1 2\n3 4\n")
+    with pytest.raises(DatasetError, match="pair p0: malformed|pair p0: .* not a finite"):
+        load_pair(rec)

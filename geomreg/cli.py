@@ -237,7 +237,7 @@ def register_command(reference, moving, output, mode, overwrite, progress, progr
 @main.command("sample")
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="geomreg_sample_output", show_default=True)
 @click.option("--matcher", default="auto", show_default=True,
-              help="auto: RegNetMamba-2 when its weights are installed, else the CFOG-style matcher.")
+              help="auto: RegNetMamba-2 when its packaged weights are installed and validated, else the CFOG-style matcher.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_guard
@@ -250,7 +250,12 @@ def sample_command(out_dir, matcher, device, progress):
 
     pair = sample_pair()
     if matcher == "auto":
+        from geomreg.matching.weights import packaged_is_validated
+
+        validated, why = packaged_is_validated()
         try:
+            if not validated:
+                raise MatcherUnavailable(why)
             m = resolve_matcher("regnetmamba2", device=device)
         except MatcherUnavailable as e:
             click.echo(f"note: {e}; using the CFOG-style matcher", err=True)

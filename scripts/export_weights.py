@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from geomreg.matching.weights import PACKAGED_DIR, build_model, export_packaged, read_checkpoint
 from geomreg.matching.config import RegNetMamba2Config
@@ -23,9 +26,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--command", default="geomreg train --data ../shared/data/train --out runs/cpu1 --config geomreg/train/configs_cpu.json")
+    ap.add_argument("--data", type=Path, help="dataset directory: tune the coarse threshold on its validation split")
+    ap.add_argument("--thresholds", default="0.05,0.1,0.2", help="coarse thresholds tried on validation")
     args = ap.parse_args()
     ck = read_checkpoint(args.checkpoint)
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
+    tuning = None
+    if args.data is not None:
+        model, tuning = tune_threshold(model, ck, args.data, [float(t) for t in args.thresholds.split(",")])
+        ck["validation"] = tuning["best_metrics"]
     card = {
         "model": "RegNetMamba-2 (geomreg's own implementation and training; not the paper's weights)",
         "exported": dt.date.today().isoformat(),
@@ -37,10 +46,35 @@ def main() -> None:
         "validation": ck.get("validation", {}),
         "validation_protocol": "seeded warps (rotation +-10 deg, scale +-10 %, translation +-8 %, mild perspective) of 256x256 crops of the validation pairs; MAGSAC 3 px; grid RMSE",
         "parameters": sum(p.numel() for p in model.parameters()),
+        "threshold_tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "best_metrics"},
     }
     weights = export_packaged(model, card, PACKAGED_DIR)
     write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), REPO / "docs" / "MODEL_CARD.md")
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
+
+
+def tune_threshold(model, ck: dict, data: Path, thresholds: list[float]):
+    """Pick the coarse threshold with the best validation score (validation split of the training data only)."""
+    from geomreg.data.manifest import read_manifest, split_pairs
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.pairs import cache_pair
+    from geomreg.train.validation import build_validation_set, validate
+
+    cfg = TrainConfig.from_dict(ck["train_config"])
+    _, val_recs = split_pairs(read_manifest(data), cfg.val_fraction)
+    val_set = build_validation_set([cache_pair(r) for r in val_recs], cfg.val_size, cfg.val_pairs_per_modality)
+    results = {}
+    for t in thresholds:
+        coarse_cfg = replace(model.cfg.coarse, threshold=t)
+        model.coarse.cfg = coarse_cfg
+        model.cfg = replace(model.cfg, coarse=coarse_cfg)
+        results[t] = validate(model, val_set, torch.device("cpu"))
+        print(f"threshold {t}: validation score {results[t].score:.3f}")
+    best = max(results, key=lambda t: results[t].score)
+    coarse_cfg = replace(model.cfg.coarse, threshold=best)
+    model.coarse.cfg = coarse_cfg
+    model.cfg = replace(model.cfg, coarse=coarse_cfg)
+    return model, {"scores": {str(t): r.score for t, r in results.items()}, "chosen": best, "best_metrics": results[best].metrics}
 
 
 def write_card_markdown(card: dict, path: Path) -> None:

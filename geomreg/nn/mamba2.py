@@ -84,6 +84,18 @@ class _SSDCore(nn.Module):
         y = ssd_scan(xs, dts, -torch.exp(self.A_log), Bs, Cs, chunk_size=self.cfg.chunk_size, D=self.D, backend=self.cfg.ssd_backend)
         return merge_direction_heads(from_directions(heads_by_direction(y), hw))  # [b, L, H, P]
 
+    def scan_tokens(self, x, dt_raw, B, C, hw: tuple[int, int], cue: torch.Tensor | None) -> torch.Tensor:
+        """Flat projections [b, L, H*P], [b, L, H], [b, L, 4*N] x 2 -> scanned [b, L, H*P]."""
+        y = self(
+            rearrange(x, "b l (h p) -> b l h p", p=self.cfg.headdim),
+            dt_raw,
+            rearrange(B, "b l (g n) -> b l g n", g=N_DIRECTIONS),
+            rearrange(C, "b l (g n) -> b l g n", g=N_DIRECTIONS),
+            hw,
+            cue,
+        )
+        return rearrange(y, "b l h p -> b l (h p)")
+
 
 class Mamba2Mixer2D(nn.Module):
     """Mamba-2 token mixer over a feature map (self form)."""
@@ -106,15 +118,7 @@ class Mamba2Mixer2D(nn.Module):
         xbc = rearrange(xbc, "b (h w) c -> b c h w", h=hw[0])
         xbc = F.silu(rearrange(self.conv(xbc), "b c h w -> b (h w) c"))
         x, B, C = torch.split(xbc, [di, gn, gn], dim=-1)
-        y = self.core(
-            rearrange(x, "b l (h p) -> b l h p", p=cfg.headdim),
-            dt,
-            rearrange(B, "b l (g n) -> b l g n", g=N_DIRECTIONS),
-            rearrange(C, "b l (g n) -> b l g n", g=N_DIRECTIONS),
-            hw,
-            cue,
-        )
-        return self.out_proj(self.norm(rearrange(y, "b l h p -> b l (h p)"), z))  # [b, L, C]
+        return self.out_proj(self.norm(self.core.scan_tokens(x, dt, B, C, hw, cue), z))  # [b, L, C]
 
 
 class CrossMamba2Mixer2D(nn.Module):
@@ -140,12 +144,4 @@ class CrossMamba2Mixer2D(nn.Module):
         C = F.silu(rearrange(self.query_conv(rearrange(C, "b (h w) c -> b c h w", h=hw[0])), "b c h w -> b (h w) c"))
         xb = F.silu(rearrange(self.source_conv(rearrange(xb, "b (h w) c -> b c h w", h=hw[0])), "b c h w -> b (h w) c"))
         x, B = torch.split(xb, [di, gn], dim=-1)
-        y = self.core(
-            rearrange(x, "b l (h p) -> b l h p", p=cfg.headdim),
-            dt,
-            rearrange(B, "b l (g n) -> b l g n", g=N_DIRECTIONS),
-            rearrange(C, "b l (g n) -> b l g n", g=N_DIRECTIONS),
-            hw,
-            source_cue,
-        )
-        return self.out_proj(self.norm(rearrange(y, "b l h p -> b l (h p)"), z))
+        return self.out_proj(self.norm(self.core.scan_tokens(x, dt, B, C, hw, source_cue), z))

@@ -97,7 +97,13 @@ class Matcher:
     @classmethod
     def from_pretrained(cls, device: str = "auto", config: MatcherConfig | None = None) -> "Matcher":
         """The packaged RegNetMamba-2 weights (checksum-verified). Raises CheckpointError when none are packaged."""
-        return cls(load_packaged(), device, config)
+        from geomreg.matching.weights import packaged_is_validated
+
+        model = load_packaged()
+        validated, why = packaged_is_validated()
+        if not validated:
+            log.warning("%s; the CFOG-style matcher ('cfog') may register better for now", why)
+        return cls(model, device, config)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", config: MatcherConfig | None = None) -> "Matcher":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,12 +190,16 @@ def train(
 
     t_start = last_ckpt = time.time()
     start_step = state.step
+    # SIGTERM / SIGINT end the run after the current step, with a checkpoint (a kill mid-step loses one step).
+    stop_requested = []
+    in_main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    previous = {s: signal.signal(s, lambda *_: stop_requested.append(True)) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not progress, desc="train", unit="step")
     result = None
     state.model.train()
     try:
         while state.step < cfg.max_steps:
-            if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+            if stop_requested or (cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes):
                 break
             t0 = time.time()
             for g in state.optimizer.param_groups:
@@ -222,6 +228,11 @@ def train(
     finally:
         bar.close()
         save(state, out / "last.pt", cfg)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop_requested:
+        log.info("stopped by a signal at step %d; resume with --resume %s", state.step, out / "last.pt")
+        return None
     if state.step % cfg.val_every_steps != 0:
         result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)
     return result

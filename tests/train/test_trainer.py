@@ -49,3 +49,20 @@ def test_malformed_matrix_names_the_pair(tiny_dataset):
     rec.h_path.write_text("1 2\n3 4\n")
     with pytest.raises(DatasetError, match="pair p0: malformed|pair p0: .* not a finite"):
         load_pair(rec)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(tiny_dataset, tmp_path):
+    import os
+    import signal
+    import threading
+
+    out = tmp_path / "run"
+    timer = threading.Timer(8.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        res = train(tiny_dataset, out, TrainConfig(max_steps=10_000, **TINY), progress=False)
+    finally:
+        timer.cancel()
+    assert res is None
+    state, _ = restore(out / "last.pt", "cpu")
+    assert 0 < state.step < 10_000

@@ -75,6 +75,7 @@ QUICKSTART = [
     import geomreg
     import geomreg.viz as viz
     from geomreg.api import MatcherUnavailable, resolve_matcher
+    from geomreg.matching.weights import packaged_is_validated
     from geomreg.geo.sample import sample_pair
 
     logging.basicConfig(level=logging.WARNING)
@@ -83,14 +84,17 @@ QUICKSTART = [
     md("""
     ## The matcher
 
-    geomreg's default matcher is the deep network **RegNetMamba-2**. When its trained weights are not installed
-    (no packaged weights yet), this notebook falls back to the classical **CFOG-style** structural matcher, which
+    geomreg's default matcher is the deep network **RegNetMamba-2**. When its packaged weights are missing or not
+    yet validated as usable (see docs/MODEL_CARD.md), this notebook falls back to the classical **CFOG-style** structural matcher, which
     handles this optical / SAR-like pair too. Set `GEOMREG_NOTEBOOK_MATCHER=cfog` (or `regnetmamba2`) to choose.
     """),
     code("""
     choice = os.environ.get("GEOMREG_NOTEBOOK_MATCHER", "auto")
     if choice == "auto":
+        validated, why = packaged_is_validated()  # RegNetMamba-2 only once its own validation says it registers
         try:
+            if not validated:
+                raise MatcherUnavailable(why)
             matcher = resolve_matcher("regnetmamba2")
         except MatcherUnavailable as e:
             print(f"note: {e}\\n  -> falling back to the CFOG-style matcher")
@@ -266,6 +270,7 @@ BATCH = [
 
     import geomreg.viz as viz
     from geomreg.api import MatcherUnavailable, resolve_matcher
+    from geomreg.matching.weights import packaged_is_validated
     from geomreg.geo.sample import sample_pair
     from pipelines import BatchDefaults, ClusterOptions, format_table, load_manifest, open_client, run_batch, write_summary
     from pipelines.cluster import describe
@@ -279,6 +284,9 @@ BATCH = [
     MATCHER = os.environ.get("GEOMREG_NOTEBOOK_MATCHER", "cfog")
     if MATCHER == "auto":
         try:
+            validated, why = packaged_is_validated()
+            if not validated:
+                raise MatcherUnavailable(why)
             resolve_matcher("regnetmamba2")
             MATCHER = "regnetmamba2"
         except MatcherUnavailable as e:

@@ -14,10 +14,12 @@ import click
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where checkpoints and logs go.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="JSON or YAML with TrainConfig fields.")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), help="Training checkpoint to continue from (e.g. OUT/last.pt).")
+@click.option("--init-weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from these weights with a fresh optimiser (e.g. geomreg/weights/regnetmamba2.pt).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (a checkpoint is written).")
 @click.option("--max-steps", type=int, default=None)
-def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, device: str, max_minutes, max_steps) -> None:
+def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, init_weights: Path | None, device: str, max_minutes, max_steps) -> None:
     """Train RegNetMamba-2 on a dataset directory (resumable)."""
     from dataclasses import replace
 
@@ -40,7 +42,9 @@ def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resum
             cfg = replace(cfg, max_minutes=max_minutes)
         if max_steps is not None:
             cfg = replace(cfg, max_steps=max_steps)
-        res = train(data_dir, out_dir, cfg, resume=resume, device=device)
+        if resume is not None and init_weights is not None:
+            raise ValueError("--resume and --init-weights exclude each other")
+        res = train(data_dir, out_dir, cfg, resume=resume, init_weights=init_weights, device=device)
     except (DatasetError, CheckpointError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None

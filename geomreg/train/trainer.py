@@ -19,7 +19,7 @@ from geomreg.data.manifest import read_manifest, split_pairs
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
-from geomreg.matching.weights import atomic_torch_save, read_checkpoint
+from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, read_checkpoint
 from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
@@ -151,6 +151,7 @@ def train(
     cfg: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    init_weights: str | Path | None = None,
     model_config: RegNetMamba2Config | None = None,
     device: str = "cpu",
     progress: bool = True,
@@ -164,6 +165,17 @@ def train(
         for g in state.optimizer.param_groups:
             g["lr"] = cfg.lr
         log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
+    elif init_weights is not None:
+        # Continue from weights only (e.g. the packaged ones): a fresh optimiser, the step count from the card.
+        from geomreg.matching.weights import load_checkpoint, packaged_card
+
+        cfg = cfg or TrainConfig()
+        model = load_checkpoint(init_weights).to(dev).train()
+        card = packaged_card() if Path(init_weights).resolve() == PACKAGED_WEIGHTS.resolve() else None
+        step = int(card.get("steps", 0)) if card else 0
+        history = list(card.get("training_legs", [])) if card else []
+        state = TrainState(model, make_optimizer(model, cfg), step, -1.0, history)
+        log.info("initialised from %s (step %d, fresh optimiser)", init_weights, step)
     else:
         cfg = cfg or TrainConfig()
         torch.manual_seed(cfg.seed)

@@ -66,3 +66,21 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(tiny_dataset, tmp_path):
     assert res is None
     state, _ = restore(out / "last.pt", "cpu")
     assert 0 < state.step < 10_000
+
+
+def test_train_continues_from_weights_only(tiny_dataset, tmp_path):
+    from geomreg.matching.weights import export_packaged, load_checkpoint
+
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=1, **TINY), progress=False)
+    model = load_checkpoint(out / "last.pt")
+    export_packaged(model, {"steps": 1}, tmp_path)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(dict(max_steps=1, **TINY)))
+    r = CliRunner().invoke(
+        train_command,
+        ["--data", str(tiny_dataset), "--out", str(tmp_path / "o2"), "--config", str(cfg), "--init-weights", str(tmp_path / "regnetmamba2.pt")],
+    )
+    assert r.exit_code == 0, r.output
+    state, _ = restore(tmp_path / "o2" / "last.pt", "cpu")
+    assert state.step == 1

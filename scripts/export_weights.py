@@ -92,7 +92,7 @@ def write_card_markdown(card: dict, path: Path) -> None:
 **What:** {card['model']}. {card['parameters'] / 1e6:.2f} M parameters, stored as fp16 (`geomreg/weights/regnetmamba2.pt`,
 sha256 `{card['sha256'][:16]}…`, checked on every load).
 
-**Data:** {card['data']}. The held-out set `../shared/data/multimodal/` was not used for training, tuning or selection.
+**Data:** {card['data']}. The held-out evaluation set (`multimodal/` beside the training data) played no part in training, tuning or checkpoint choice.
 The training data is research-use only; these weights are our own training on it.
 
 **Command:** `{card['command']}` (resumable with `--resume runs/cpu1/last.pt`). Exported with

@@ -16,21 +16,15 @@ import cv2
 import numpy as np
 
 from geomreg.data.manifest import load_pair, read_manifest
+from geomreg.train.pairs import shrink
 
 
-def shrink(img: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+def grey_shrunk(img: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     if grey.dtype != np.uint8:
         lo, hi = np.percentile(grey, (0.5, 99.5))
         grey = np.clip((grey - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    h, w = grey.shape
-    s = min(1.0, max_side / max(h, w))
-    if s == 1.0:
-        return grey, np.eye(3)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    sx, sy = size[0] / w, size[1] / h
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), S
+    return shrink(grey, max_side)
 
 
 def main() -> None:
@@ -43,8 +37,8 @@ def main() -> None:
     rows = []
     for rec in read_manifest(args.src):
         ref, mov, H = load_pair(rec)
-        ref_s, S_ref = shrink(ref, args.max_side)
-        mov_s, S_mov = shrink(mov, args.max_side)
+        ref_s, S_ref = grey_shrunk(ref, args.max_side)
+        mov_s, S_mov = grey_shrunk(mov, args.max_side)
         H = S_ref @ H @ np.linalg.inv(S_mov)
         d = args.dst / rec.modality / rec.pair_id
         d.mkdir(parents=True, exist_ok=True)

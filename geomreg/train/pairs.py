@@ -61,10 +61,10 @@ def nodata_mask(gray: np.ndarray) -> np.ndarray:
     return cv2.blur(dark, (7, 7)) < 0.999
 
 
-def _shrink(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Downscale to CACHE_MAX_SIDE; returns the image and the pixel map old -> new (centre convention)."""
+def shrink(img: np.ndarray, max_side: int = CACHE_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Downscale to max_side (longest side); returns the image and the pixel map old -> new (centre convention)."""
     h, w = img.shape[:2]
-    s = min(1.0, CACHE_MAX_SIDE / max(h, w))
+    s = min(1.0, max_side / max(h, w))
     if s == 1.0:
         return img, np.eye(3)
     size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -74,7 +74,7 @@ def _shrink(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_cache(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    img, S = _shrink(img)
+    img, S = shrink(img)
     gray = (normalize_intensity(img, percentiles=(0.5, 99.5)).image * 255).round().astype(np.uint8)
     rgb = img[..., :3].copy() if img.ndim == 3 and img.shape[2] >= 3 and img.dtype == np.uint8 else None
     return gray, rgb, S

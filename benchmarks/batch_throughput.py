@@ -5,7 +5,7 @@ sequential seconds per tile the cost model in docs/scaling.md is built from.
     .venv/bin/python benchmarks/batch_throughput.py --pairs 8 --workers 1 2 4 --regnetmamba2
 
 The scene pairs are copies of the bundled sample (Landsat-8 optical -> SIMULATED SAR-like, 640 x 640 px,
-real texture), registered with the CFOG-style matcher (RegNetMamba-2 has no packaged weights yet). With
+real texture), registered with the CFOG-style matcher (the packaged RegNetMamba-2 is not yet validated as usable). With
 --regnetmamba2 the network's forward time per tile is measured too, on randomly initialised weights
 (the compute does not depend on the weight values; the fine stage may do more work with trained weights,
 so treat it as a lower bound). Results go to benchmarks/out/batch_throughput.json and a Markdown table

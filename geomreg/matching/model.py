@@ -20,7 +20,7 @@ from torch import nn
 from geomreg.matching.cmi import CrossModalityInteraction
 from geomreg.matching.coarse import CoarseMatches, CoarseMatching, CoarseResult
 from geomreg.matching.config import RegNetMamba2Config
-from geomreg.matching.encoder import SiameseEncoder
+from geomreg.matching.encoder import Pyramid, SiameseEncoder
 from geomreg.matching.fine import FineMatching, FineResult, anchor_fine_xy
 from geomreg.matching.msf import MultiScaleFusion
 
@@ -107,15 +107,11 @@ class RegNetMamba2(nn.Module):
         return RegNetOutput(coarse, to_refine, fine, matches, hw8)
 
 
-def _split_pyramid(p, n):
-    from geomreg.matching.encoder import Pyramid
-
+def _split_pyramid(p: Pyramid, n: int) -> tuple[Pyramid, Pyramid]:
     a = Pyramid(p.f2[:n], p.f4[:n], p.f8[:n], p.hw2, p.hw4, p.hw8)
     b = Pyramid(p.f2[n:], p.f4[n:], p.f8[n:], p.hw2, p.hw4, p.hw8)
     return a, b
 
 
-def _cat_pyramids(a, b):
-    from geomreg.matching.encoder import Pyramid
-
+def _cat_pyramids(a: Pyramid, b: Pyramid) -> Pyramid:
     return Pyramid(torch.cat([a.f2, b.f2]), torch.cat([a.f4, b.f4]), torch.cat([a.f8, b.f8]), a.hw2, a.hw4, a.hw8)

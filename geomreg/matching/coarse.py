@@ -26,16 +26,47 @@ class CoarseMatches:
 
 @dataclass(frozen=True)
 class CoarseResult:
-    prob: torch.Tensor  # [B, La, Lb] dual-softmax matching probabilities
+    prob: torch.Tensor | None  # [B, La, Lb] dual-softmax matching probabilities (None in inference: never built)
     matches: CoarseMatches
 
 
 def dual_softmax(sim: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
     """sim [B, La, Lb], masks [B, La] / [B, Lb] bool -> P = softmax_rows * softmax_cols, zero where masked."""
-    pair_mask = mask_a[:, :, None] & mask_b[:, None, :]
-    sim = sim.masked_fill(~pair_mask, _MASKED)
+    # Masks broadcast along rows and columns: a full [La, Lb] boolean pair mask costs as much as the
+    # softmaxes themselves at 4096 x 4096 cells, and most pairs have no masked cell at all.
+    masked = not (bool(mask_a.all()) and bool(mask_b.all()))
+    if masked:
+        sim = sim.masked_fill(~mask_a[:, :, None], _MASKED).masked_fill(~mask_b[:, None, :], _MASKED)
     prob = F.softmax(sim, dim=1) * F.softmax(sim, dim=2)
-    return prob * pair_mask
+    if masked:
+        prob = prob.masked_fill(~mask_a[:, :, None], 0.0).masked_fill(~mask_b[:, None, :], 0.0)
+    return prob
+
+
+def dual_softmax_maxima(
+    sim: torch.Tensor, scale: float, mask_a: torch.Tensor, mask_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row maxima/argmax and column argmax of the dual-softmax matrix without building it (inference).
+
+    sim [B, La, Lb] = scale * cosine similarity, so sim <= scale everywhere. With E = exp(sim - scale),
+    row sums r and column sums c, the dual softmax is P_ij = E_ij^2 / (r_i c_j): one exponential instead of
+    two softmaxes, and the maxima follow from E scaled by c^-1/2 (rows) or r^-1/2 (columns), since squaring
+    is monotonic on E >= 0. Exact in exact arithmetic; needs scale <= 40 so that exp(-2 scale) stays a normal
+    float32 (callers fall back to the full matrix beyond that).
+    Returns row_max [B, La], row_arg [B, La], col_arg [B, Lb].
+    """
+    E = torch.exp(sim - scale)
+    if not (bool(mask_a.all()) and bool(mask_b.all())):
+        E.mul_(mask_a[:, :, None]).mul_(mask_b[:, None, :])
+    r = E.sum(dim=2).clamp_min(1e-30)  # [B, La]
+    c = E.sum(dim=1).clamp_min(1e-30)  # [B, Lb]
+    g_max, row_arg = (E * c.rsqrt()[:, None, :]).max(dim=2)
+    col_arg = E.mul_(r.rsqrt()[:, :, None]).argmax(dim=1)
+    return g_max.square() / r, row_arg, col_arg
+
+
+# Above this similarity scale exp(-2 * scale) leaves float32's normal range: use the full matrix.
+_MAX_SCALE_FOR_MAXIMA = 40.0
 
 
 def erode_cells(mask: torch.Tensor, hw: tuple[int, int], border: int) -> torch.Tensor:
@@ -61,8 +92,21 @@ def select_matches(
     Works on the row and column maxima only (O(La + Lb) after two reductions), never on full boolean matrices.
     """
     row_max, row_arg = prob.max(dim=2)  # [B, La]
-    col_arg = prob.argmax(dim=1)  # [B, Lb]
-    ia_all = torch.arange(prob.shape[1], device=prob.device)[None]
+    return matches_from_maxima(row_max, row_arg, prob.argmax(dim=1), mask_a, mask_b, hw_a, hw_b, cfg)
+
+
+def matches_from_maxima(
+    row_max: torch.Tensor,  # [B, La] best probability of each A cell
+    row_arg: torch.Tensor,  # [B, La] its B cell
+    col_arg: torch.Tensor,  # [B, Lb] best A cell of each B cell
+    mask_a: torch.Tensor,
+    mask_b: torch.Tensor,
+    hw_a: tuple[int, int],
+    hw_b: tuple[int, int],
+    cfg: CoarseConfig,
+) -> CoarseMatches:
+    """Threshold, mutual nearest neighbour, border erosion and the per-pair cap, from row/column maxima."""
+    ia_all = torch.arange(row_max.shape[1], device=row_max.device)[None]
     mutual = torch.gather(col_arg, 1, row_arg) == ia_all
     keep = (row_max > cfg.threshold) & mutual & erode_cells(mask_a, hw_a, cfg.border_cells)
     keep &= torch.gather(erode_cells(mask_b, hw_b, cfg.border_cells), 1, row_arg)
@@ -83,15 +127,23 @@ class CoarseMatching(nn.Module):
         # Learned similarity scale (an inverse temperature) instead of a hand-fixed one.
         self.log_scale = nn.Parameter(torch.tensor(cfg.init_log_scale))
 
-    def probabilities(self, fa: torch.Tensor, fb: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
-        # fa [B, La, C], fb [B, Lb, C] -> [B, La, Lb]
+    def similarity(self, fa: torch.Tensor, fb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # fa [B, La, C], fb [B, Lb, C] -> scaled cosine similarity [B, La, Lb] and the scale
         fa = F.normalize(self.proj(fa).float(), dim=-1)
         fb = F.normalize(self.proj(fb).float(), dim=-1)
-        sim = torch.einsum("bmc,bnc->bmn", fa, fb) * self.log_scale.exp().clamp(max=100.0)
-        return dual_softmax(sim, mask_a, mask_b)
+        scale = self.log_scale.exp().clamp(max=100.0)
+        return torch.einsum("bmc,bnc->bmn", fa, fb) * scale, scale
+
+    def probabilities(self, fa: torch.Tensor, fb: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
+        return dual_softmax(self.similarity(fa, fb)[0], mask_a, mask_b)  # [B, La, Lb]
 
     def forward(self, fa, fb, mask_a, mask_b, hw_a, hw_b) -> CoarseResult:
-        prob = self.probabilities(fa, fb, mask_a, mask_b)
+        sim, scale = self.similarity(fa, fb)
+        if not torch.is_grad_enabled() and float(scale) <= _MAX_SCALE_FOR_MAXIMA:
+            # Inference: only the row/column maxima are needed (the matrix is 16.7 M entries at 512 px).
+            maxima = dual_softmax_maxima(sim, float(scale), mask_a, mask_b)
+            return CoarseResult(None, matches_from_maxima(*maxima, mask_a, mask_b, hw_a, hw_b, self.cfg))
+        prob = dual_softmax(sim, mask_a, mask_b)
         with torch.no_grad():
             matches = select_matches(prob, mask_a, mask_b, hw_a, hw_b, self.cfg)
         return CoarseResult(prob, matches)

@@ -7,16 +7,21 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    # Sized for CPU: cost is parameters x tokens, and the 1/2 and 1/4 scales have 16x and 4x the tokens of 1/8.
-    dims: tuple[int, int, int] = (24, 48, 128)  # channels at 1/2, 1/4, 1/8
+    # Sized for CPU: cost is channels x tokens, and the 1/2 and 1/4 scales have 16x and 4x the tokens of 1/8.
+    # Measured on 2 cores (benchmarks/matcher_speed.py): the first design, dims (24, 48, 128) with a self
+    # block at 1/2 and two CMI layers at 1/8, took 3.3 s per 512x512 pair; this one keeps every stage of
+    # the paper (SSD at three scales, CMI at three scales) and spends the channels where matching happens.
+    dims: tuple[int, int, int] = (16, 32, 128)  # channels at 1/2, 1/4, 1/8
     expands: tuple[int, int, int] = (1, 2, 2)  # the 1/2 scale has 16x the tokens of 1/8: keep it narrow
-    headdims: tuple[int, int, int] = (6, 12, 32)
-    d_states: tuple[int, int, int] = (8, 16, 32)
+    headdims: tuple[int, int, int] = (4, 8, 32)
+    d_states: tuple[int, int, int] = (4, 8, 32)
     # Intra-chunk work grows with the chunk length, inter-chunk work with headdim x state / chunk length:
-    # small states want short chunks.
-    chunk_sizes: tuple[int, int, int] = (16, 32, 64)
-    self_blocks: tuple[int, int, int] = (1, 1, 1)  # self SSD blocks per scale before CMI
-    cmi_layers: tuple[int, int, int] = (1, 1, 2)  # CMI layers per scale
+    # small states want short chunks (16 was fastest at 1/2 and 1/4, 64 at 1/8 in a sweep).
+    chunk_sizes: tuple[int, int, int] = (16, 16, 64)
+    # Self SSD blocks per scale before CMI. None at 1/2: there the CMI layer's cross SSD is the scale's
+    # SSD stage (the stem's convolutions already mix locally), which halves the most token-heavy scale.
+    self_blocks: tuple[int, int, int] = (0, 1, 1)
+    cmi_layers: tuple[int, int, int] = (1, 1, 1)  # CMI layers per scale
     cmi_self: tuple[bool, bool, bool] = (False, False, True)  # a self SSD before each cross SSD (1/8 only: cost)
     structure_scaling: bool = True
     ssd_backend: str = "auto"  # mamba-ssm's fused kernel on CUDA when installed, pure PyTorch otherwise

@@ -8,7 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 @dataclass(frozen=True)
 class TrainConfig:
     crop_size: int = 192
-    batch_size: int = 4
+    batch_size: int = 4  # at crop_size; see crop_sizes
+    # When set, every batch draws its crop side from these, and the batch shrinks (or grows) so that each
+    # step sees about as many pixels as batch_size crops of crop_size: the cost per step stays flat while
+    # the network learns coarse grids of several sizes (validation and users run larger grids than 128 px).
+    crop_sizes: tuple = ()
+    scale_span: float = 2.0  # crop scales from "whole image" up to this factor of it (capped at native)
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup_steps: int = 200
@@ -39,4 +44,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        if "crop_sizes" in kw:
+            kw["crop_sizes"] = tuple(int(x) for x in kw["crop_sizes"])
+        return cls(**kw)
+
+    def batch_for(self, size: int) -> int:
+        """Batch size for a crop side, keeping pixels per step near batch_size x crop_size^2."""
+        return max(1, round(self.batch_size * (self.crop_size / size) ** 2))

@@ -45,9 +45,12 @@ def load_pairs(records, desc: str) -> list[CachedPair]:
 def sample_batch(pairs: list[CachedPair], weights: np.ndarray, cfg: TrainConfig, step: int, rng: np.random.Generator) -> list[Instance]:
     f = 0.3 + 0.7 * min(1.0, step / max(cfg.curriculum_steps, 1))
     warp = WarpRange().scaled(f)
-    idx = rng.choice(len(pairs), size=cfg.batch_size, p=weights)
+    size = int(rng.choice(cfg.crop_sizes)) if cfg.crop_sizes else cfg.crop_size
+    idx = rng.choice(len(pairs), size=cfg.batch_for(size), p=weights)
     return [
-        make_instance(pairs[i], cfg.crop_size, rng, warp, simulate_prob=cfg.simulate_prob, swap=rng.random() < cfg.swap_prob)
+        make_instance(
+            pairs[i], size, rng, warp, simulate_prob=cfg.simulate_prob, swap=rng.random() < cfg.swap_prob, scale_span=cfg.scale_span
+        )
         for i in idx
     ]
 

@@ -1,6 +1,6 @@
 import torch
 
-from geomreg.matching.coarse import dual_softmax, erode_cells, select_matches
+from geomreg.matching.coarse import CoarseMatching, dual_softmax, dual_softmax_maxima, erode_cells, select_matches
 from geomreg.matching.config import CoarseConfig
 
 
@@ -50,3 +50,23 @@ def test_erode_cells_removes_border_and_neighbours_of_invalid():
     assert not e.any()  # every interior cell touches the invalid centre
     e0 = erode_cells(torch.ones(1, 25, dtype=torch.bool), (5, 5), 1).view(5, 5)
     assert e0[1:4, 1:4].all() and not e0[0].any() and not e0[:, 0].any()
+
+
+def test_maxima_without_the_matrix_equal_the_full_dual_softmax():
+    torch.manual_seed(0)
+    fa = torch.randn(2, 64, 16)
+    fb = fa + 0.7 * torch.randn(2, 64, 16)
+    mask_a = torch.ones(2, 64, dtype=torch.bool)
+    mask_b = mask_a.clone()
+    mask_b[1, :10] = False
+    cm = CoarseMatching(CoarseConfig(threshold=0.05, border_cells=0), 16).eval()
+    with torch.no_grad():
+        sim, scale = cm.similarity(fa, fb)
+        prob = dual_softmax(sim, mask_a, mask_b)
+        row_max, row_arg, col_arg = dual_softmax_maxima(sim.clone(), float(scale), mask_a, mask_b)
+        assert torch.allclose(row_max, prob.max(dim=2).values, atol=1e-6)
+        assert torch.equal(row_arg, prob.argmax(dim=2)) and torch.equal(col_arg, prob.argmax(dim=1))
+        fast = cm(fa, fb, mask_a, mask_b, (8, 8), (8, 8))  # inference path: no matrix
+        full = select_matches(prob, mask_a, mask_b, (8, 8), (8, 8), cm.cfg)
+    assert fast.prob is None and len(full) > 0
+    assert torch.equal(fast.matches.idx_a, full.idx_a) and torch.equal(fast.matches.idx_b, full.idx_b)

@@ -16,11 +16,13 @@ class EncoderConfig:
     headdims: tuple[int, int, int] = (4, 8, 32)
     d_states: tuple[int, int, int] = (4, 8, 32)
     # Intra-chunk work grows with the chunk length, inter-chunk work with headdim x state / chunk length:
-    # small states want short chunks (16 was fastest at 1/2 and 1/4, 64 at 1/8 in a sweep).
-    chunk_sizes: tuple[int, int, int] = (16, 16, 64)
-    # Self SSD blocks per scale before CMI. None at 1/2: there the CMI layer's cross SSD is the scale's
-    # SSD stage (the stem's convolutions already mix locally), which halves the most token-heavy scale.
-    self_blocks: tuple[int, int, int] = (0, 1, 1)
+    # small states want short chunks (a sweep on 2 cores: 8 fastest at 1/2, 16 at 1/4, 64 at 1/8).
+    chunk_sizes: tuple[int, int, int] = (8, 16, 64)
+    # Self SSD blocks per scale before CMI. None at 1/2 and 1/4: there the CMI layer's cross-form SSD is the
+    # scale's SSD stage (the stem's and the downsampling convolutions already mix locally). The two
+    # token-heavy scales cost 16x and 4x the tokens of 1/8, so this is what brings a 512 px pair under
+    # 1.5 s on two cores; the 1/8 scale, where matching is decided, keeps a self block and a full CMI layer.
+    self_blocks: tuple[int, int, int] = (0, 0, 1)
     cmi_layers: tuple[int, int, int] = (1, 1, 1)  # CMI layers per scale
     cmi_self: tuple[bool, bool, bool] = (False, False, True)  # a self SSD before each cross SSD (1/8 only: cost)
     structure_scaling: bool = True
@@ -31,14 +33,14 @@ class EncoderConfig:
 class CoarseConfig:
     threshold: float = 0.2  # on the dual-softmax probability
     border_cells: int = 1  # cells ignored along the valid region's border
-    max_matches: int = 1024  # per pair; the fine stage's cost grows with it
+    max_matches: int = 512  # per pair; the fine stage's cost grows with it (512 tie points fit any homography)
     init_log_scale: float = 2.3  # similarity scale exp(2.3) ~ 10 on unit features (learned)
 
 
 @dataclass(frozen=True)
 class FineConfig:
     window: int = 5  # fine window side at 1/2 resolution (odd): +-2 fine px = +-4 px, half a coarse cell
-    dim: int = 64
+    dim: int = 32  # the window mixer runs on 2 x 25 tokens per match: cost grows with dim^2
     heads: int = 4
 
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # (element count below this budget); beyond it, a scan over chunks keeps the cost linear in L.
 _MATRIX_FORM_BUDGET = 2**26
 _RECURRENCE_BLOCK = 64
+# Below this many state elements per chunk (batch x heads x headdim x state), blocks of chunks in matrix form
+# beat a step per chunk.
+_SMALL_STATE = 4096
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -85,9 +88,35 @@ def _chunk_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torch.
     if c <= _RECURRENCE_BLOCK or c1 * c1 * h * p * n * b <= _MATRIX_FORM_BUDGET:
         decay = torch.exp(segsum(F.pad(chunk_decay, (1, 0))))  # [b, h, c+1, c+1]
         return torch.einsum("bhzc,bchpn->bzhpn", decay, states)
+    if b * h * p * n <= _SMALL_STATE:
+        # Tiny states (the 1/2-scale maps: thousands of chunks of a 4x4 state): blocks of chunks in matrix
+        # form, then the same recurrence over the blocks. A Python step per chunk would cost more than the
+        # arithmetic here.
+        return _blocked_recurrence(states, chunk_decay)
     # Too many chunks for one [chunks x chunks] matrix: a sequential scan over chunks (never over time
     # steps), in place in one time-major buffer, with its own backward (the reverse scan).
     return _ChunkScan.apply(states, chunk_decay)
+
+
+def _blocked_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torch.Tensor:
+    """Same contract as ``_chunk_recurrence``; O(chunks x block) work, recursion depth log_block(chunks)."""
+    b, c1, h, p, n = states.shape
+    c, K = c1 - 1, _RECURRENCE_BLOCK
+    nb = -(-c // K)
+    pad = nb * K - c
+    # Padded chunks have no input and no decay (log decay 0): they carry the state unchanged.
+    u = rearrange(F.pad(states[:, 1:], (0, 0, 0, 0, 0, 0, 0, pad)), "b (k t) h p n -> b k t h p n", t=K)
+    log_f = rearrange(F.pad(chunk_decay, (0, pad)), "b h (k t) -> b h k t", t=K)
+    # 1. inside each block, from a zero entering state: local_t = sum_{j<=t} exp(log_f[j+1..t]) u_j
+    local = torch.einsum("bhktj,bkjhpn->bkthpn", torch.exp(segsum(log_f)), u)
+    # 2. the states entering each block: the same recurrence over blocks (block inputs = local block ends)
+    block_in = torch.cat([states[:, :1], local[:, :, -1]], dim=1)  # [b, nb+1, h, p, n]
+    entering = _chunk_recurrence(block_in, log_f.sum(-1))[:, :-1]  # [b, nb, h, p, n]
+    # 3. every chunk's state = its local part + the entering state decayed through the block so far
+    carried = torch.exp(torch.cumsum(log_f, dim=-1))  # [b, h, nb, K]
+    out = local + rearrange(carried, "b h k t -> b k t h 1 1") * entering[:, :, None]
+    out = rearrange(out, "b k t h p n -> b (k t) h p n")[:, :c]
+    return torch.cat([states[:, :1], out], dim=1)
 
 
 class _ChunkScan(torch.autograd.Function):

@@ -136,10 +136,12 @@ def _uses_long_path(b: int, n_chunks: int, H: int, P: int, N: int) -> bool:
     return n_chunks > ssd._RECURRENCE_BLOCK and (n_chunks + 1) ** 2 * b * H * P * N > ssd._MATRIX_FORM_BUDGET
 
 
-def _force_long_path(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
-    """No matrix form over the whole chunk sequence: blocks of `block` chunks, recursively."""
+def _force_long_path(monkeypatch: pytest.MonkeyPatch, block: int, kind: str = "scan") -> None:
+    """No matrix form over the whole chunk sequence: the in-place scan over chunks ("scan"), or blocks of
+    `block` chunks in matrix form with the recurrence over blocks, recursively ("blocked")."""
     monkeypatch.setattr(ssd, "_MATRIX_FORM_BUDGET", 0)
     monkeypatch.setattr(ssd, "_RECURRENCE_BLOCK", block)
+    monkeypatch.setattr(ssd, "_SMALL_STATE", 2**62 if kind == "blocked" else 0)
 
 
 def test_long_sequence_uses_long_path() -> None:
@@ -159,15 +161,16 @@ def test_long_sequence_uses_long_path() -> None:
     _assert_close_scaled(s, s_ref, 1e-10)
 
 
+@pytest.mark.parametrize("kind", ("scan", "blocked"))
 @pytest.mark.parametrize("block", (2, 4, 8))
-def test_long_path_equals_matrix_form(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_path_equals_matrix_form(block: int, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # 25 chunks in blocks of 2/4/8: padded blocks and (for 2 and 4) more than one level of blocks.
     dims = (2, 200, 4, 8, 2, 16)
     x, dt, A, B, C, D, S0 = _inputs(*dims)
     kw = dict(chunk_size=8, D=D, initial_state=S0, return_final_state=True)
     monkeypatch.setattr(ssd, "_MATRIX_FORM_BUDGET", 2**62)
     y_mat, s_mat = ssd_scan(x, dt, A, B, C, **kw)
-    _force_long_path(monkeypatch, block)
+    _force_long_path(monkeypatch, block, kind)
     assert _uses_long_path(2, 25, 4, 8, 16)
     y_long, s_long = ssd_scan(x, dt, A, B, C, **kw)
     _assert_close_scaled(y_long, y_mat, 1e-12)
@@ -191,14 +194,14 @@ def test_auto_backend_on_cpu_is_torch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("chunk_size", "long_path"), [(2, False), (3, False), (1, True), (2, True)],
-    ids=("matrix-form-2", "matrix-form-3", "long-path-1", "long-path-2"),
+    ("chunk_size", "long_path"), [(2, None), (3, None), (1, "scan"), (2, "scan"), (1, "blocked"), (2, "blocked")],
+    ids=("matrix-form-2", "matrix-form-3", "scan-1", "scan-2", "blocked-1", "blocked-2"),
 )
-def test_gradcheck(chunk_size: int, long_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gradcheck(chunk_size: int, long_path: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     # L=5 (padded for chunk sizes 2 and 3); H=2 heads share G=1 group, so the group broadcast is differentiated.
     b, L, H, P, G, N = 1, 5, 2, 2, 1, 2
     if long_path:
-        _force_long_path(monkeypatch, block=2)  # 5 chunks at chunk_size 1: two levels of blocks
+        _force_long_path(monkeypatch, block=2, kind=long_path)  # 5 chunks at chunk_size 1: two levels of blocks
         assert _uses_long_path(b, -(-L // chunk_size), H, P, N)
     else:
         monkeypatch.setattr(ssd, "_MATRIX_FORM_BUDGET", 2**62)

@@ -123,7 +123,7 @@ class CoarseMatching(nn.Module):
     def __init__(self, cfg: CoarseConfig, dim: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, cfg.dim)
         # Learned similarity scale (an inverse temperature) instead of a hand-fixed one.
         self.log_scale = nn.Parameter(torch.tensor(cfg.init_log_scale))
 

@@ -14,7 +14,7 @@ class EncoderConfig:
     dims: tuple[int, int, int] = (16, 32, 128)  # channels at 1/2, 1/4, 1/8
     expands: tuple[int, int, int] = (1, 2, 2)  # the 1/2 scale has 16x the tokens of 1/8: keep it narrow
     headdims: tuple[int, int, int] = (4, 8, 32)
-    d_states: tuple[int, int, int] = (4, 8, 32)
+    d_states: tuple[int, int, int] = (4, 8, 16)
     # Intra-chunk work grows with the chunk length, inter-chunk work with headdim x state / chunk length:
     # small states want short chunks (a sweep on 2 cores: 8 fastest at 1/2, 16 at 1/4, 64 at 1/8).
     chunk_sizes: tuple[int, int, int] = (8, 16, 64)
@@ -24,7 +24,8 @@ class EncoderConfig:
     # 1.5 s on two cores; the 1/8 scale, where matching is decided, keeps a self block and a full CMI layer.
     self_blocks: tuple[int, int, int] = (0, 0, 1)
     cmi_layers: tuple[int, int, int] = (1, 1, 1)  # CMI layers per scale
-    cmi_self: tuple[bool, bool, bool] = (False, False, True)  # a self SSD before each cross SSD (1/8 only: cost)
+    # A self SSD before each cross SSD; at 1/8 the encoder's self block already precedes the single CMI layer.
+    cmi_self: tuple[bool, bool, bool] = (False, False, False)
     structure_scaling: bool = True
     ssd_backend: str = "auto"  # mamba-ssm's fused kernel on CUDA when installed, pure PyTorch otherwise
 
@@ -35,6 +36,7 @@ class CoarseConfig:
     border_cells: int = 1  # cells ignored along the valid region's border
     max_matches: int = 512  # per pair; the fine stage's cost grows with it (512 tie points fit any homography)
     init_log_scale: float = 2.3  # similarity scale exp(2.3) ~ 10 on unit features (learned)
+    dim: int = 64  # matching descriptor size: the 1/8 features are projected to it (4096 x 4096 products at 512 px)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--command", default="geomreg train --data ../shared/data/train --out runs/cpu1 --config geomreg/train/configs_cpu.json")
     ap.add_argument("--data", type=Path, help="dataset directory: tune the coarse threshold on its validation split")
     ap.add_argument("--thresholds", default="0.05,0.1,0.2", help="coarse thresholds tried on validation")
+    ap.add_argument("--notes", type=Path, help="markdown appended to docs/MODEL_CARD.md (learning curve, choices made)")
     args = ap.parse_args()
     ck = read_checkpoint(args.checkpoint)
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
@@ -49,7 +50,10 @@ def main() -> None:
         "threshold_tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "best_metrics"},
     }
     weights = export_packaged(model, card, PACKAGED_DIR)
-    write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), REPO / "docs" / "MODEL_CARD.md")
+    card_md = REPO / "docs" / "MODEL_CARD.md"
+    write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), card_md)
+    if args.notes is not None:
+        card_md.write_text(card_md.read_text() + "\n" + args.notes.read_text())
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -84,7 +88,7 @@ def write_card_markdown(card: dict, path: Path) -> None:
         f"| {m} | {int(v.get(f'{m}/n', 0))} | {v.get(f'{m}/success@3', 0):.2f} | {v.get(f'{m}/success@5', 0):.2f} | {v.get(f'{m}/success@10', 0):.2f} | {v.get(f'{m}/ncm', 0):.1f} |"
         for m in mods
     )
-    legs = "\n".join(f"- {leg.get('steps', 0)} steps on {leg.get('device')} ({leg.get('cpu_threads')} CPU threads, host {leg.get('host')}), from step {leg.get('start_step')}" for leg in card.get("training_legs", []))
+    legs = "\n".join(f"- {leg.get('steps', 0)} steps on {leg.get('device')} ({leg.get('cpu_threads')} CPU thread(s), host {leg.get('host')}), from step {leg.get('start_step')}" for leg in card.get("training_legs", []))
     path.parent.mkdir(exist_ok=True)
     path.write_text(
         f"""# Model card: RegNetMamba-2 weights shipped with geomreg
@@ -95,7 +99,7 @@ sha256 `{card['sha256'][:16]}…`, checked on every load).
 **Data:** {card['data']}. The held-out evaluation set (`multimodal/` beside the training data) played no part in training, tuning or checkpoint choice.
 The training data is research-use only; these weights are our own training on it.
 
-**Command:** `{card['command']}` (resumable with `--resume runs/cpu1/last.pt`). Exported with
+**Command:** `{card['command']}` (resumable with `--resume <out>/last.pt`). Exported with
 `python scripts/export_weights.py <checkpoint>` on {card['exported']}.
 
 **Training:** {card['steps']} optimiser steps in total.

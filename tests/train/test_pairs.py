@@ -37,3 +37,28 @@ def test_nodata_mask_marks_black_wedges_only():
     img[20, 30] = 0.0  # a single dark pixel is not nodata
     m = nodata_mask(img)
     assert not m[:, :10].any() and m[:, 20:].all()
+
+
+def test_multi_size_batches_keep_the_pixel_budget(tiny_dataset):
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.trainer import sample_batch
+
+    cfg = TrainConfig.from_dict({"crop_size": 32, "batch_size": 4, "crop_sizes": [32, 64], "scale_span": 4.0})
+    assert cfg.crop_sizes == (32, 64) and cfg.batch_for(32) == 4 and cfg.batch_for(64) == 1
+    pairs = [cache_pair(r) for r in read_manifest(tiny_dataset)]
+    w = np.full(len(pairs), 1.0 / len(pairs))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for step in range(12):
+        batch = sample_batch(pairs, w, cfg, step, rng)
+        size = batch[0].img_a.shape[0]
+        assert all(i.img_a.shape == (size, size) for i in batch) and len(batch) == cfg.batch_for(size)
+        seen.add(size)
+    assert seen == {32, 64}
+
+
+def test_default_scale_span_keeps_validation_instances_unchanged(tiny_dataset):
+    pair = cache_pair(read_manifest(tiny_dataset)[0])
+    a = make_instance(pair, 32, np.random.default_rng(7), WarpRange())
+    b = make_instance(pair, 32, np.random.default_rng(7), WarpRange(), scale_span=2.0)
+    assert np.array_equal(a.img_a, b.img_a) and np.array_equal(a.H_ab, b.H_ab)

@@ -60,8 +60,9 @@ class RegNetMamba2Config:
         def tup(v):
             return tuple(v) if isinstance(v, list) else v
 
-        return cls(
-            encoder=EncoderConfig(**{k: tup(v) for k, v in d.get("encoder", {}).items()}),
-            coarse=CoarseConfig(**d.get("coarse", {})),
-            fine=FineConfig(**d.get("fine", {})),
-        )
+        encoder = EncoderConfig(**{k: tup(v) for k, v in d.get("encoder", {}).items()})
+        coarse = dict(d.get("coarse", {}))
+        if "coarse" in d and "dim" not in coarse:
+            # Configs saved before CoarseConfig.dim existed projected the 1/8 features to their own width.
+            coarse["dim"] = encoder.dims[2]
+        return cls(encoder=encoder, coarse=CoarseConfig(**coarse), fine=FineConfig(**d.get("fine", {})))

@@ -99,3 +99,19 @@ def test_auto_uses_packaged_weights_only_when_validated(monkeypatch, tmp_path, s
     monkeypatch.setattr(W, "PACKAGED_WEIGHTS", tmp_path / "regnetmamba2.pt")
     monkeypatch.setattr(W, "PACKAGED_CARD", tmp_path / "regnetmamba2.json")
     assert get_matcher("auto", device="cpu").name == expected
+
+
+def test_shipped_weights_load_strictly():
+    # The real packaged file, as users get it: checksum, config from its card, strict state_dict.
+    model = W.load_packaged()
+    assert isinstance(model, RegNetMamba2)
+    card = W.packaged_card()
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"]
+
+
+def test_configs_saved_before_coarse_dim_existed_keep_their_width():
+    from geomreg.matching.config import RegNetMamba2Config
+
+    d = RegNetMamba2Config().to_dict()
+    del d["coarse"]["dim"]
+    assert RegNetMamba2Config.from_dict(d).coarse.dim == d["encoder"]["dims"][2]

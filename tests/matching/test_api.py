@@ -92,10 +92,19 @@ def test_get_matcher_names():
         get_matcher("nope")
 
 
-@pytest.mark.parametrize("score, expected", [(None, "cfog"), (0.2, "cfog"), (0.8, "regnetmamba2")])
-def test_auto_uses_packaged_weights_only_when_validated(monkeypatch, tmp_path, score, expected):
+@pytest.mark.parametrize(
+    "validation, expected",
+    [
+        ({}, "cfog"),
+        ({"all/success@5": 0.2}, "cfog"),
+        ({"all/success@5": 0.8}, "regnetmamba2"),
+        ({"all/success@5": 0.8, "opt-sar/success@5": 0.6, "vis-ir/success@5": 0.9}, "regnetmamba2"),
+        ({"all/success@5": 0.8, "opt-sar/success@5": 0.0, "vis-ir/success@5": 0.9}, "cfog"),  # fails one modality
+    ],
+)
+def test_auto_uses_packaged_weights_only_when_validated(monkeypatch, tmp_path, validation, expected):
     model = RegNetMamba2()
-    W.export_packaged(model, {"validation": {} if score is None else {W.USABLE_VALIDATION_KEY: score}}, tmp_path)
+    W.export_packaged(model, {"validation": validation}, tmp_path)
     monkeypatch.setattr(W, "PACKAGED_WEIGHTS", tmp_path / "regnetmamba2.pt")
     monkeypatch.setattr(W, "PACKAGED_CARD", tmp_path / "regnetmamba2.json")
     assert get_matcher("auto", device="cpu").name == expected

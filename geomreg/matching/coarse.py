@@ -30,11 +30,15 @@ class CoarseResult:
     matches: CoarseMatches
 
 
+def _any_masked(mask_a: torch.Tensor, mask_b: torch.Tensor) -> bool:
+    return not (bool(mask_a.all()) and bool(mask_b.all()))
+
+
 def dual_softmax(sim: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
     """sim [B, La, Lb], masks [B, La] / [B, Lb] bool -> P = softmax_rows * softmax_cols, zero where masked."""
     # Masks broadcast along rows and columns: a full [La, Lb] boolean pair mask costs as much as the
     # softmaxes themselves at 4096 x 4096 cells, and most pairs have no masked cell at all.
-    masked = not (bool(mask_a.all()) and bool(mask_b.all()))
+    masked = _any_masked(mask_a, mask_b)
     if masked:
         sim = sim.masked_fill(~mask_a[:, :, None], _MASKED).masked_fill(~mask_b[:, None, :], _MASKED)
     prob = F.softmax(sim, dim=1) * F.softmax(sim, dim=2)
@@ -56,7 +60,7 @@ def dual_softmax_maxima(
     Returns row_max [B, La], row_arg [B, La], col_arg [B, Lb].
     """
     E = torch.exp(sim - scale)
-    if not (bool(mask_a.all()) and bool(mask_b.all())):
+    if _any_masked(mask_a, mask_b):
         E.mul_(mask_a[:, :, None]).mul_(mask_b[:, None, :])
     r = E.sum(dim=2).clamp_min(1e-30)  # [B, La]
     c = E.sum(dim=1).clamp_min(1e-30)  # [B, Lb]

@@ -117,11 +117,9 @@ def packaged_is_validated() -> tuple[bool, str]:
     score = validation.get(USABLE_VALIDATION_KEY)
     metric = USABLE_VALIDATION_KEY.split("/", 1)[1]
     per_modality = {k.split("/", 1)[0]: v for k, v in validation.items() if k.endswith("/" + metric)}
-    weakest = min(per_modality, key=per_modality.get) if per_modality else None
-    if score is None or per_modality[weakest] < USABLE_VALIDATION_MIN:
-        shown = f"{USABLE_VALIDATION_KEY} = {score}" if score is None or weakest == "all" else (
-            f"{USABLE_VALIDATION_KEY} = {score:.2f}, {weakest}/{metric} = {per_modality[weakest]:.2f}"
-        )
+    weakest = min(per_modality.items(), key=lambda kv: kv[1], default=None)
+    if score is None or weakest[1] < USABLE_VALIDATION_MIN:
+        shown = f"{USABLE_VALIDATION_KEY} = {score}" if score is None else f"{USABLE_VALIDATION_KEY} = {score:.2f}, weakest {weakest[0]}/{metric} = {weakest[1]:.2f}"
         return False, (
             f"the packaged RegNetMamba-2 weights are still in training (validation {shown}; automatic use needs "
             f">= {USABLE_VALIDATION_MIN} overall and in every modality; see docs/MODEL_CARD.md)"

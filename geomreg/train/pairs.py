@@ -119,9 +119,9 @@ def make_instance(
 ) -> Instance:
     """A = a crop of the reference (random scale/offset), B = the moving image seen through H_ab.
 
-    The crop sees the image at a scale drawn log-uniformly between "the whole image fits" and
-    `scale_span` times that (capped at the cached resolution). Validation keeps the default span; training
-    may widen it so that small crops also see the native resolution the matcher is run at.
+    The crop sees the image at a scale drawn uniformly between "the whole image fits" and `scale_span`
+    times that (capped at the cached resolution). Validation keeps the default span; training may widen it
+    so that small crops also see the native resolution the matcher is run at.
     """
     ref, mov, H_m2r = pair.ref, pair.mov, pair.H_mov_to_ref
     ref_rgb, mov_rgb, ref_valid, mov_valid = pair.ref_rgb, pair.mov_rgb, pair.ref_valid, pair.mov_valid
@@ -131,9 +131,7 @@ def make_instance(
     h, w = ref.shape
     # Crop of the reference: a random scale so that large images are seen at several resolutions.
     lo = min(1.0, size / min(h, w))
-    s = rng.uniform(lo, min(1.0, lo * 2.0)) if lo < 1.0 else lo
-    if scale_span != 2.0 and lo < 1.0:  # (the default keeps the seeded validation instances unchanged)
-        s = float(np.exp(rng.uniform(np.log(lo), np.log(min(1.0, lo * scale_span)))))
+    s = rng.uniform(lo, min(1.0, lo * scale_span)) if lo < 1.0 else lo
     ox = rng.uniform(0, max(w * s - size, 0))
     oy = rng.uniform(0, max(h * s - size, 0))
     # pixel-centre convention: x' = (x + 0.5) * s - 0.5 - offset

@@ -19,7 +19,7 @@ from geomreg.data.manifest import read_manifest, split_pairs
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
-from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, read_checkpoint
+from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
 from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
@@ -170,8 +170,6 @@ def train(
         log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
     elif init_weights is not None:
         # Continue from weights only (e.g. the packaged ones): a fresh optimiser, the step count from the card.
-        from geomreg.matching.weights import load_checkpoint, packaged_card
-
         cfg = cfg or TrainConfig()
         model = load_checkpoint(init_weights).to(dev).train()
         card = packaged_card() if Path(init_weights).resolve() == PACKAGED_WEIGHTS.resolve() else None

@@ -24,7 +24,7 @@ from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
-from geomreg.train.validation import ValidationResult, build_validation_set, validate
+from geomreg.train.validation import ValidationResult, build_validation_set, validate, validation_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class TrainState:
     step: int
     best_score: float
     history: list  # where and how long each leg of training ran
+    val_fingerprint: str = ""  # the validation set best_score was measured on (validation_fingerprint)
 
 
 def load_pairs(records, desc: str) -> list[CachedPair]:
@@ -109,6 +110,7 @@ def save(state: TrainState, path: Path, cfg: TrainConfig, extra: dict | None = N
             "config": state.model.cfg.to_dict(),
             "train_config": cfg.to_dict(),
             "history": state.history,
+            "val_fingerprint": state.val_fingerprint,
             **(extra or {}),
         },
         path,
@@ -125,7 +127,8 @@ def restore(path: Path, device) -> tuple[TrainState, TrainConfig]:
     cfg = TrainConfig.from_dict(ck["train_config"])
     opt = make_optimizer(model, cfg)
     opt.load_state_dict(ck["optimizer"])
-    return TrainState(model, opt, int(ck["step"]), float(ck.get("best_score", -1.0)), list(ck.get("history", []))), cfg
+    state = TrainState(model, opt, int(ck["step"]), float(ck.get("best_score", -1.0)), list(ck.get("history", [])), str(ck.get("val_fingerprint", "")))
+    return state, cfg
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -191,6 +194,7 @@ def train(
     log.info("%d training pairs, %d validation pairs (split by sha1 of pair_id)", len(train_recs), len(val_recs))
     train_pairs = load_pairs(train_recs, "loading training pairs")
     val_set = build_validation_set(load_pairs(val_recs, "loading validation pairs"), cfg.val_size, cfg.val_pairs_per_modality)
+    _adopt_validation_set(state, validation_fingerprint(val_set))
     w = np.array([cfg.modality_weights.get(p.record.modality, 1.0) for p in train_pairs], dtype=np.float64)
     w /= w.sum()
 
@@ -249,6 +253,15 @@ def train(
     if state.step % cfg.val_every_steps != 0:
         result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)
     return result
+
+
+def _adopt_validation_set(state: TrainState, fingerprint: str) -> None:
+    # Checkpoints from before fingerprints existed keep their best score (same data, same instances).
+    if state.val_fingerprint and state.val_fingerprint != fingerprint and state.best_score >= 0:
+        log.warning("validation set differs from the one this checkpoint's best score (%.3f) was measured on: "
+                    "best.pt will be chosen afresh on this one", state.best_score)
+        state.best_score = -1.0
+    state.val_fingerprint = fingerprint
 
 
 def _metric_keys(val_set) -> set[str]:

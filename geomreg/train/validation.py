@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -32,6 +33,21 @@ def build_validation_set(pairs: list[CachedPair], size: int, per_modality: int, 
         for p in sorted(by_mod[mod], key=lambda q: q.record.pair_id)[:per_modality]:
             out.append(make_instance(p, size, rng, VALIDATION_WARPS))
     return out
+
+
+def validation_fingerprint(instances: list[Instance]) -> str:
+    """A digest of the validation instances: scores are comparable only between runs with the same one.
+
+    A checkpoint resumed on another copy of the data (e.g. the packed copy a GPU leg trains on) meets other
+    instances, and its best score from there must not stop a better checkpoint being kept here.
+    """
+    h = hashlib.sha1()
+    for i in instances:
+        h.update(i.modality.encode())
+        h.update(np.round(i.H_ab, 6).astype(np.float64).tobytes())
+        h.update((np.clip(i.img_a, 0, 1) * 255).astype(np.uint8).tobytes())
+        h.update((np.clip(i.img_b, 0, 1) * 255).astype(np.uint8).tobytes())
+    return h.hexdigest()[:16]
 
 
 @torch.no_grad()

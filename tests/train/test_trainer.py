@@ -84,3 +84,21 @@ def test_train_continues_from_weights_only(tiny_dataset, tmp_path):
     assert r.exit_code == 0, r.output
     state, _ = restore(tmp_path / "o2" / "last.pt", "cpu")
     assert state.step == 1
+
+
+@pytest.mark.parametrize("same_validation_set", [True, False])
+def test_best_score_is_kept_only_on_the_same_validation_set(tiny_dataset, tmp_path, same_validation_set):
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=2, **TINY), progress=False)
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert len(ck["val_fingerprint"]) == 16
+    # A best score no validation can reach: kept, it blocks best.pt; from another validation set it must not.
+    ck["best_score"] = 5.0
+    if not same_validation_set:
+        ck["val_fingerprint"] = "measured-elsewhere"
+    torch.save(ck, out / "resume.pt")
+    (out / "best.pt").unlink()
+    train(tiny_dataset, out, TrainConfig(max_steps=4, **TINY), resume=out / "resume.pt", progress=False)
+    assert (out / "best.pt").exists() is not same_validation_set
+    state, _ = restore(out / "last.pt", "cpu")
+    assert (state.best_score == 5.0) is same_validation_set

@@ -35,7 +35,7 @@ from geomreg.evaluation.runner import EvalConfig, evaluate, select_pairs, valida
 
 log = logging.getLogger("benchmarks.accuracy")
 
-METHODS = ("regnetmamba2", "cfog", "sift", "disk_lightglue")
+METHODS = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "sift", "disk_lightglue")
 
 
 class UsageError(ValueError):
@@ -65,6 +65,7 @@ def method_specs(names: list[str], args: argparse.Namespace) -> list[own.MethodS
     builders = {
         "regnetmamba2": lambda: own.regnetmamba2(args.checkpoint, args.device),
         "cfog": own.cfog,
+        "regnetmamba2+cfog": lambda: own.refined(own.regnetmamba2(args.checkpoint, args.device)),
         "sift": _sift,
         "disk_lightglue": lambda: _disk_lightglue(args.device, args.torch_home),
     }

@@ -74,7 +74,7 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
     from geomreg.cli import config_from_options
 
     from pipelines.cluster import ClusterOptions, describe, open_client
-    from pipelines.manifest import BatchDefaults, load_manifest
+    from pipelines.manifest import MATCHERS, BatchDefaults, load_manifest
     from pipelines.report import format_table, write_summary
     from pipelines.runner import run_batch
 
@@ -90,10 +90,10 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
         ref_band=kw["ref_band"], mov_band=kw["mov_band"], resolution=kw["resolution"], pixel_mode=bool(kw["pixel_mode"]),
         matcher=matcher.strip().lower(), checkpoint=checkpoint, mode=mode, batch_size=batch_size,
     )
-    if defaults.matcher not in ("regnetmamba2", "cfog"):
+    if defaults.matcher not in MATCHERS:
         from geomreg.geo.errors import InputError
 
-        raise InputError(f"--matcher {matcher!r}: choose regnetmamba2 or cfog")
+        raise InputError(f"--matcher {matcher!r}: choose one of {', '.join(MATCHERS)}")
     out = Path(out_dir).expanduser()
     jobs = load_manifest(manifest, out, defaults)
     try:

@@ -28,7 +28,7 @@ from geomreg.geo.config import TRANSFORM_CHOICES, RegistrationConfig
 from geomreg.geo.errors import InputError
 
 WRITE_MODES = ("resample", "georef", "gcps")
-MATCHERS = ("regnetmamba2", "cfog")
+MATCHERS = ("regnetmamba2", "cfog", "regnetmamba2+cfog")
 REQUIRED = ("reference", "moving")
 # Per-pair option columns that are RegistrationConfig fields, exactly as `geomreg register` takes them.
 REGISTRATION_COLUMNS = ("transform", "tile_size", "overlap", "max_shift", "ref_band", "mov_band", "resolution", "pixel_mode")

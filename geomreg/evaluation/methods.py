@@ -58,6 +58,13 @@ def cfog() -> ImageMatcher:
     return CFOGMatcher()
 
 
+def refined(base: ImageMatcher) -> ImageMatcher:
+    """`base` with its tie points polished by CFOG around its model (geomreg.matching.refine)."""
+    from geomreg.matching.refine import RefinedMatcher
+
+    return RefinedMatcher(base)
+
+
 def build_methods(specs: list[MethodSpec]) -> tuple[dict[str, ImageMatcher], dict[str, str]]:
     """(ready matchers by name, reasons by name of the unavailable ones). CheckpointError propagates."""
     ready: dict[str, ImageMatcher] = {}

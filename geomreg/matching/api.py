@@ -22,7 +22,7 @@ from geomreg.matching.weights import load_checkpoint, load_packaged
 
 log = logging.getLogger(__name__)
 
-MATCHER_NAMES = ("regnetmamba2", "cfog", "auto")
+MATCHER_NAMES = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "auto")
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,8 @@ class Matcher:
 
 
 def get_matcher(name: str = "regnetmamba2", *, device: str = "auto", checkpoint: str | Path | None = None) -> ImageMatcher:
-    """A matcher by name: "regnetmamba2" (packaged weights, or `checkpoint`), "cfog" (classical baseline), or
+    """A matcher by name: "regnetmamba2" (packaged weights, or `checkpoint`), "regnetmamba2+cfog" (its tie points
+    polished by CFOG template matching around its model, geomreg.matching.refine), "cfog" (classical baseline), or
     "auto" (RegNetMamba-2 when a checkpoint is given or the packaged weights are validated, else CFOG)."""
     if name == "auto":
         from geomreg.matching.weights import packaged_is_validated
@@ -170,6 +171,10 @@ def get_matcher(name: str = "regnetmamba2", *, device: str = "auto", checkpoint:
         return get_matcher("cfog", device=device)
     if name == "regnetmamba2":
         return Matcher.from_checkpoint(checkpoint, device=device) if checkpoint else Matcher.from_pretrained(device=device)
+    if name == "regnetmamba2+cfog":
+        from geomreg.matching.refine import RefinedMatcher
+
+        return RefinedMatcher(get_matcher("regnetmamba2", device=device, checkpoint=checkpoint))
     if name == "cfog":
         from geomreg.matching.cfog import CFOGMatcher
 

@@ -664,7 +664,38 @@ class CFOGMatcher:
             self._match_prepared(_prepare(r, f"pairs[{i}].ref"), _prepare(m, f"pairs[{i}].mov")) for i, (r, m) in enumerate(checked)
         ]
 
+    def refine(self, ref: np.ndarray, mov: np.ndarray, H_ref_to_mov: np.ndarray) -> MatchResult:
+        """Template matches around a model another matcher found (3x3, ref pixel -> mov pixel).
+
+        The finest level of `match` alone: mov is resampled onto ref through the model and every template
+        is searched within +-search_radius px, so the result is as precise as CFOG wherever the model is
+        within a few px, whatever found it. Empty (with the reason in its notes) when nothing consistent
+        is found there.
+        """
+        ref = check_image(ref, "ref")
+        mov = check_image(mov, "mov")
+        H = np.asarray(H_ref_to_mov, dtype=np.float64)
+        if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
+            raise ValueError(f"refine: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
+        r, m = _prepare(ref, "ref"), _prepare(mov, "mov")
+        for name, p in (("ref", r), ("mov", m)):
+            if not p.valid.any() or min(p.image.shape) < self.config.template_size:
+                return MatchResult.empty([f"cfog refine: {name} has no valid area a template fits in"])
+        found = self._localised(self._pass(r, m, H / H[2, 2], self.config.search_radius))
+        keep, why = self._consistent(found)
+        notes = [f"cfog refine: {len(found)} template matches around the given model"]
+        if keep is None:
+            return MatchResult.empty(notes + [why])
+        return MatchResult(found.ref_xy[keep].copy(), found.mov_xy[keep].copy(), found.confidence[keep].astype(np.float64), tuple(notes + [why]))
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _localised(self, m: _Matches) -> _Matches:
+        """Drop peaks much flatter or weaker than the typical one of this pair: they localise poorly."""
+        if self.config.loc_error_factor <= 0 or len(m) == 0:
+            return m
+        le = m.loc_error
+        return m.subset(le <= self.config.loc_error_factor * float(np.median(le)))
 
     def _match_prepared(self, ref: _Prepared, mov: _Prepared) -> MatchResult:
         cfg = self.config
@@ -703,11 +734,7 @@ class CFOGMatcher:
             rl, ml = _downsample(ref, f), _downsample(mov, f)
             matches = self._pass(rl, ml, _to_level(A, f), cfg.search_radius)
             if is_last:
-                final = matches
-                if cfg.loc_error_factor > 0 and len(final):
-                    # Peaks much flatter or weaker than the typical one of this pair localise poorly.
-                    le = final.loc_error
-                    final = final.subset(le <= cfg.loc_error_factor * float(np.median(le)))
+                final = self._localised(matches)
             else:
                 A_l, _ = _fit_affine(matches, _to_level(A, f), thr=2.0)
                 A = _to_full(A_l, f)

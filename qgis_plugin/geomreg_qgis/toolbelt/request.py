@@ -24,10 +24,11 @@ TRANSFORM_LABELS = {
     "poly3": "Polynomial, order 3",
     "tps": "Thin-plate spline",
 }
-MATCHERS = ("regnetmamba2", "cfog")
+MATCHERS = ("regnetmamba2", "cfog", "regnetmamba2+cfog")  # Processing stores the index: append only
 MATCHER_LABELS = {
     "regnetmamba2": "RegNetMamba-2 (deep, multimodal)",
     "cfog": "CFOG (classical structural, fast)",
+    "regnetmamba2+cfog": "RegNetMamba-2, tie points polished by CFOG",
 }
 DEVICES = ("auto", "cpu", "cuda")
 SHIFT_UNITS = ("px", "map")

@@ -77,24 +77,20 @@ def _set_threshold(model, t: float):
     return model
 
 
-def records_to_metrics(records) -> dict:
-    """Instance records -> the flat per-modality metrics the model card and the auto gate read."""
-    from collections import defaultdict
+def method_metrics(records, method: str) -> dict:
+    """One method's instance records -> the flat per-modality metrics the model card and the auto gate read."""
+    from geomreg.evaluation.metrics import SUCCESS_THRESHOLDS_PX
+    from geomreg.evaluation.report import ALL, summarize_group
 
-    import numpy as np
-
-    groups = defaultdict(list)
-    for r in records:
-        groups[r.modality].append(r)
-        groups["all"].append(r)
-    out = {}
-    for mod, rs in groups.items():
-        rmse = np.array([r.grid_rmse for r in rs])
-        out[f"{mod}/n"] = len(rs)
-        for k in (3, 5, 10):
-            out[f"{mod}/success@{k}"] = float(np.mean(rmse <= k))
-        out[f"{mod}/ncm"] = float(np.mean([r.ncm for r in rs]))
-        out[f"{mod}/matches"] = float(np.mean([r.n_matches for r in rs]))
+    mine = [r for r in records if r.method == method]
+    groups = {ALL: mine} | {mod: [r for r in mine if r.modality == mod] for mod in sorted({r.modality for r in mine})}
+    out: dict = {}
+    for mod, recs in groups.items():
+        s = summarize_group(method, mod, recs)
+        out[f"{mod}/n"] = s.instances
+        out.update({f"{mod}/success@{t:g}": v for t, v in zip(SUCCESS_THRESHOLDS_PX, s.success)})
+        out[f"{mod}/ncm"] = s.mean_ncm
+        out[f"{mod}/matches"] = s.mean_matches
     return out
 
 
@@ -112,20 +108,13 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
 
     records = select_pairs(read_manifest(data), split="val", max_pairs=max_pairs)
     methods = {str(t): Matcher(_set_threshold(copy.deepcopy(model), t), "cpu") for t in thresholds}
-    by_t = by_method(evaluate(records, methods, EvalConfig(), progress=False))
-    results = {t: records_to_metrics(by_t[str(t)]) for t in thresholds}
+    evaluated = evaluate(records, methods, EvalConfig(), progress=False)
+    results = {t: method_metrics(evaluated, str(t)) for t in thresholds}
     score = {t: sum(m[f"all/success@{k}"] for k in (3, 5, 10)) / 3 for t, m in results.items()}
     for t in thresholds:
-        print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({len(by_t[str(t)])} instances)")
+        print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({results[t]['all/n']} instances)")
     best = max(thresholds, key=lambda t: score[t])
     return _set_threshold(model, best), {"scores": {str(t): v for t, v in score.items()}, "chosen": best, "best_metrics": results[best]}
-
-
-def by_method(records) -> dict:
-    out: dict = {}
-    for r in records:
-        out.setdefault(r.method, []).append(r)
-    return out
 
 
 def tune_threshold(model, ck: dict, data: Path, thresholds: list[float]):

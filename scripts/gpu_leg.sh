@@ -5,7 +5,7 @@ set -u
 minutes=${1:-6}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-# 1. training leg (no mamba-ssm on the path: the pure SSD trains; tqdm off to keep the log small)
+# 1. training leg (no mamba-ssm on the path: the pure SSD trains; the tqdm lines are filtered out of the log)
 PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \
   --data .gpu_data --out "$OUT/run" --resume .gpu_data/last.pt --device cuda --max-minutes "$minutes" \
   --config geomreg/train/configs_gpu.json 2>&1 | grep -v "train:" | tail -40

@@ -9,9 +9,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \
   --data .gpu_data --out "$OUT/run" --resume .gpu_data/last.pt --device cuda --max-minutes "$minutes" \
   --config geomreg/train/configs_gpu.json 2>&1 | grep -v "train:" | tail -40
-# 2. mamba-ssm's Triton SSD vs our pure SSD (a pure-Python build of mamba-ssm travels in .whl; its CUDA
+# 2. (GPU_LEG_SSD=0 skips it) mamba-ssm's Triton SSD vs our pure SSD (a pure-Python build of mamba-ssm travels in .whl; its CUDA
 #    extension for Mamba-1 is not built, so the package __init__ that imports it is emptied here only)
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/mamba_ssm-*.whl \
+[ "${GPU_LEG_SSD:-1}" = 1 ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/mamba_ssm-*.whl \
   && echo '__version__ = "wheel-without-cuda-ext"' > /tmp/site/mamba_ssm/__init__.py \
   && PYTHONPATH=/tmp/site:. timeout 120 python3 benchmarks/ssd_cuda.py --size 512 --repeats 10 --out "$OUT/ssd_cuda.json"
 ls -la "$OUT" "$OUT/run"

@@ -19,6 +19,9 @@ class TrainConfig:
     warmup_steps: int = 200
     max_steps: int = 1_000_000
     max_minutes: float = 0.0  # stop after this long (0: no limit)
+    # With max_minutes: the learning rate falls linearly in wall time to this fraction of lr by the end,
+    # so a time-boxed leg (a lent GPU) ends annealed instead of mid-plateau (1.0: constant).
+    lr_anneal_to: float = 1.0
     curriculum_steps: int = 3000  # warps grow from 30 % to 100 % of their range over these steps
     simulate_prob: float = 0.5
     swap_prob: float = 0.5

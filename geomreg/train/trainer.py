@@ -135,8 +135,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+def _lr(cfg: TrainConfig, step: int, elapsed_minutes: float = 0.0) -> float:
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    if not cfg.max_minutes or cfg.lr_anneal_to == 1.0:
+        return cfg.lr * warm
+    done = min(1.0, elapsed_minutes / cfg.max_minutes)
+    return cfg.lr * warm * (1.0 - (1.0 - cfg.lr_anneal_to) * done)
 
 
 class CsvLog:
@@ -219,8 +223,9 @@ def train(
             if stop_requested or (cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes):
                 break
             t0 = time.time()
+            lr = _lr(cfg, state.step, (t0 - t_start) / 60)
             for g in state.optimizer.param_groups:
-                g["lr"] = _lr(cfg, state.step)
+                g["lr"] = lr
             batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev)
             losses, n_pos = training_step(state, batch, cfg, gen)
             state.optimizer.zero_grad(set_to_none=True)
@@ -234,7 +239,7 @@ def train(
             if state.step % cfg.log_every_steps == 0:
                 steps_log.write(
                     dict(step=state.step, time=round(time.time() - t_start, 1), loss=f"{losses.total.item():.5f}", coarse=f"{losses.coarse.item():.5f}",
-                         fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{_lr(cfg, state.step):.2e}",
+                         fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{lr:.2e}",
                          positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}")
                 )
             if state.step % cfg.val_every_steps == 0:

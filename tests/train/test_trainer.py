@@ -102,3 +102,16 @@ def test_best_score_is_kept_only_on_the_same_validation_set(tiny_dataset, tmp_pa
     assert (out / "best.pt").exists() is not same_validation_set
     state, _ = restore(out / "last.pt", "cpu")
     assert (state.best_score == 5.0) is same_validation_set
+
+
+def test_learning_rate_anneals_over_the_time_budget():
+    from geomreg.train.trainer import _lr
+
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, max_minutes=10.0, lr_anneal_to=0.1)
+    assert _lr(cfg, 0, 0.0) == pytest.approx(1e-4)  # warm-up still applies
+    assert _lr(cfg, 100, 0.0) == pytest.approx(1e-3)
+    assert _lr(cfg, 100, 5.0) == pytest.approx(5.5e-4)
+    assert _lr(cfg, 100, 10.0) == pytest.approx(1e-4)
+    assert _lr(cfg, 100, 20.0) == pytest.approx(1e-4)  # never below the floor
+    constant = TrainConfig(lr=1e-3, warmup_steps=10, max_minutes=10.0)
+    assert _lr(constant, 100, 9.0) == pytest.approx(1e-3)

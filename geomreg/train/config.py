@@ -37,6 +37,9 @@ class TrainConfig:
     val_size: int = 256
     val_every_steps: int = 500
     ckpt_every_minutes: float = 5.0
+    # Also keep every validated checkpoint as step_<N>.pt: crop validation ranks checkpoints only roughly,
+    # so the shortlist is re-scored on whole images before one ships (scripts/export_weights.py).
+    keep_validated: bool = False
     log_every_steps: int = 10
     seed: int = 0
     threads: int = 0  # 0: all cores

@@ -281,4 +281,6 @@ def _validate_and_keep_best(state, val_set, dev, out: Path, cfg, val_log: CsvLog
     if res.score > state.best_score:
         state.best_score = res.score
         save(state, out / "best.pt", cfg, {"validation": res.metrics})
+    if cfg.keep_validated:
+        save(state, out / f"step_{state.step:06d}.pt", cfg, {"validation": res.metrics})
     return res

@@ -115,3 +115,13 @@ def test_learning_rate_anneals_over_the_time_budget():
     assert _lr(cfg, 100, 20.0) == pytest.approx(1e-4)  # never below the floor
     constant = TrainConfig(lr=1e-3, warmup_steps=10, max_minutes=10.0)
     assert _lr(constant, 100, 9.0) == pytest.approx(1e-3)
+
+
+def test_keep_validated_writes_a_checkpoint_per_validation(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(max_steps=2, **{**TINY, "val_every_steps": 1}, keep_validated=True)
+    train(tiny_dataset, out, cfg, progress=False)
+    kept = sorted(p.name for p in out.glob("step_*.pt"))
+    assert kept == ["step_000001.pt", "step_000002.pt"]
+    state, _ = restore(out / "step_000001.pt", "cpu")
+    assert state.step == 1

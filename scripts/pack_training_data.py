@@ -1,8 +1,15 @@
 """Pack a MANIFEST.csv dataset compactly (grey JPEG, longest side capped) so that it can travel to a GPU machine.
 
     .venv/bin/python scripts/pack_training_data.py ../shared/data/train .gpu_data [--max-side 384]
+    .venv/bin/python scripts/pack_training_data.py ../shared/data/train .gpu_data --window 288
 
-The homographies are rewritten for the resize (pixel-centre convention), so every pair stays exact.
+--max-side shrinks whole images: compact, but the network then trains on coarser views than users run it on
+(measured: a GPU leg on max-side-256 copies lifted validation on those copies from 0.60 to 0.68 and dropped
+the whole-image score on the real data from about 0.45 to 0.10). --window keeps the scale of CPU training
+(the cache's 512 px longest side) and packs one window of the reference per pair, with the region of the
+moving image that it sees.
+
+The homographies are rewritten for the resize and the crop (pixel-centre convention), so every pair stays exact.
 The packed copy is research-use data like its source: it lives in an ignored folder and is never committed.
 """
 
@@ -10,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from geomreg.data.manifest import load_pair, read_manifest
-from geomreg.train.pairs import shrink
+from geomreg.train.pairs import CACHE_MAX_SIDE, shrink
 
 
 def grey_shrunk(img: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,24 +35,50 @@ def grey_shrunk(img: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]
     return shrink(grey, max_side)
 
 
+def window_pair(ref: np.ndarray, mov: np.ndarray, H: np.ndarray, size: int, rng: np.random.Generator, margin: int = 16):
+    """A size x size window of ref (random place) and the box of mov that maps into it (plus a margin).
+
+    Returns (ref_crop, mov_crop, H_crop): H_crop maps crop-of-mov pixels to crop-of-ref pixels.
+    """
+    h, w = ref.shape
+    x0 = int(rng.integers(0, max(w - size, 0) + 1))
+    y0 = int(rng.integers(0, max(h - size, 0) + 1))
+    x1, y1 = min(x0 + size, w), min(y0 + size, h)
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64).T
+    seen = np.linalg.inv(H) @ corners
+    seen = seen[:2] / seen[2]
+    mh, mw = mov.shape
+    mx0, my0 = (max(0, int(np.floor(seen[i].min())) - margin) for i in (0, 1))
+    mx1, my1 = min(mw, int(np.ceil(seen[0].max())) + margin + 1), min(mh, int(np.ceil(seen[1].max())) + margin + 1)
+    if mx1 - mx0 < 32 or my1 - my0 < 32:  # the window sees almost nothing of mov: keep the whole of it
+        mx0, my0, mx1, my1 = 0, 0, mw, mh
+    shift = lambda dx, dy: np.array([[1.0, 0, dx], [0, 1.0, dy], [0, 0, 1.0]])  # noqa: E731
+    return ref[y0:y1, x0:x1], mov[my0:my1, mx0:mx1], shift(-x0, -y0) @ H @ shift(mx0, my0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
     ap.add_argument("--max-side", type=int, default=256)
     ap.add_argument("--quality", type=int, default=80)
+    ap.add_argument("--window", type=int, default=0, help="pack one native-scale window of this side per pair (see above)")
     args = ap.parse_args()
+    max_side = CACHE_MAX_SIDE if args.window else args.max_side
     rows = []
     for rec in read_manifest(args.src):
         ref, mov, H = load_pair(rec)
-        ref_s, S_ref = grey_shrunk(ref, args.max_side)
-        mov_s, S_mov = grey_shrunk(mov, args.max_side)
+        ref_s, S_ref = grey_shrunk(ref, max_side)
+        mov_s, S_mov = grey_shrunk(mov, max_side)
         H = S_ref @ H @ np.linalg.inv(S_mov)
+        if args.window:
+            seed = int(hashlib.sha1(rec.pair_id.encode()).hexdigest()[:8], 16)
+            ref_s, mov_s, H = window_pair(ref_s, mov_s, H, args.window, np.random.default_rng(seed))
         d = args.dst / rec.modality / rec.pair_id
         d.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(d / "ref.jpg"), ref_s, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         cv2.imwrite(str(d / "mov.jpg"), mov_s, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
-        np.savetxt(d / "H_mov_to_ref.txt", H / H[2, 2], header=f"packed from {rec.h_path}, resized to max side {args.max_side}")
+        np.savetxt(d / "H_mov_to_ref.txt", H / H[2, 2], header=f"packed from {rec.h_path}, resized to max side {max_side}" + (f", window {args.window}" if args.window else ""))
         rel = f"{rec.modality}/{rec.pair_id}"
         rows.append([rec.pair_id, rec.modality, f"{rel}/ref.jpg", f"{rel}/mov.jpg", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])
     with open(args.dst / "MANIFEST.csv", "w", newline="") as fh:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -70,30 +69,6 @@ WHOLE_PROTOCOL = ("benchmarks/accuracy.py's warped protocol on whole validation 
                   "through geomreg.Matcher; MAGSAC 3 px; grid RMSE")
 
 
-def _set_threshold(model, t: float):
-    coarse_cfg = replace(model.cfg.coarse, threshold=t)
-    model.coarse.cfg = coarse_cfg
-    model.cfg = replace(model.cfg, coarse=coarse_cfg)
-    return model
-
-
-def method_metrics(records, method: str) -> dict:
-    """One method's instance records -> the flat per-modality metrics the model card and the auto gate read."""
-    from geomreg.evaluation.metrics import SUCCESS_THRESHOLDS_PX
-    from geomreg.evaluation.report import ALL, summarize_group
-
-    mine = [r for r in records if r.method == method]
-    groups = {ALL: mine} | {mod: [r for r in mine if r.modality == mod] for mod in sorted({r.modality for r in mine})}
-    out: dict = {}
-    for mod, recs in groups.items():
-        s = summarize_group(method, mod, recs)
-        out[f"{mod}/n"] = s.instances
-        out.update({f"{mod}/success@{t:g}": v for t, v in zip(SUCCESS_THRESHOLDS_PX, s.success)})
-        out[f"{mod}/ncm"] = s.mean_ncm
-        out[f"{mod}/matches"] = s.mean_matches
-    return out
-
-
 def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int):
     """Pick the coarse threshold on whole validation images, as users (and the accuracy benchmark) run them.
 
@@ -103,18 +78,19 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
     import copy
 
     from geomreg.data.manifest import read_manifest
+    from geomreg.evaluation.report import flat_metrics
     from geomreg.evaluation.runner import EvalConfig, evaluate, select_pairs
     from geomreg.matching.api import Matcher
 
     records = select_pairs(read_manifest(data), split="val", max_pairs=max_pairs)
-    methods = {str(t): Matcher(_set_threshold(copy.deepcopy(model), t), "cpu") for t in thresholds}
+    methods = {str(t): Matcher(copy.deepcopy(model).set_coarse_threshold(t), "cpu") for t in thresholds}
     evaluated = evaluate(records, methods, EvalConfig(), progress=False)
-    results = {t: method_metrics(evaluated, str(t)) for t in thresholds}
+    results = {t: flat_metrics(evaluated, str(t)) for t in thresholds}
     score = {t: sum(m[f"all/success@{k}"] for k in (3, 5, 10)) / 3 for t, m in results.items()}
     for t in thresholds:
         print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({results[t]['all/n']} instances)")
     best = max(thresholds, key=lambda t: score[t])
-    return _set_threshold(model, best), {"scores": {str(t): v for t, v in score.items()}, "chosen": best, "best_metrics": results[best]}
+    return model.set_coarse_threshold(best), {"scores": {str(t): v for t, v in score.items()}, "chosen": best, "best_metrics": results[best]}
 
 
 def tune_threshold(model, ck: dict, data: Path, thresholds: list[float]):
@@ -129,10 +105,10 @@ def tune_threshold(model, ck: dict, data: Path, thresholds: list[float]):
     val_set = build_validation_set([cache_pair(r) for r in val_recs], cfg.val_size, cfg.val_pairs_per_modality)
     results = {}
     for t in thresholds:
-        results[t] = validate(_set_threshold(model, t), val_set, torch.device("cpu"))
+        results[t] = validate(model.set_coarse_threshold(t), val_set, torch.device("cpu"))
         print(f"threshold {t}: validation score {results[t].score:.3f}")
     best = max(results, key=lambda t: results[t].score)
-    return _set_threshold(model, best), {"scores": {str(t): r.score for t, r in results.items()}, "chosen": best, "best_metrics": results[best].metrics}
+    return model.set_coarse_threshold(best), {"scores": {str(t): r.score for t, r in results.items()}, "chosen": best, "best_metrics": results[best].metrics}
 
 
 def write_card_markdown(card: dict, path: Path) -> None:

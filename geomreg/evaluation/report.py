@@ -72,6 +72,20 @@ def summarize(records: Sequence[InstanceRecord]) -> list[Summary]:
     return out
 
 
+def flat_metrics(records: Sequence[InstanceRecord], method: str) -> dict[str, float]:
+    """One method's records -> flat per-modality metrics ({mod}/n, /success@k, /ncm, /matches; mod "all" too)."""
+    mine = [r for r in records if r.method == method]
+    groups = {ALL: mine} | {mod: [r for r in mine if r.modality == mod] for mod in sorted({r.modality for r in mine})}
+    out: dict[str, float] = {}
+    for mod, recs in groups.items():
+        s = summarize_group(method, mod, recs)
+        out[f"{mod}/n"] = s.instances
+        out.update({f"{mod}/success@{t:g}": v for t, v in zip(SUCCESS_THRESHOLDS_PX, s.success)})
+        out[f"{mod}/ncm"] = s.mean_ncm
+        out[f"{mod}/matches"] = s.mean_matches
+    return out
+
+
 def _fmt(x: float, digits: int) -> str:
     return "–" if not math.isfinite(x) else f"{x:.{digits}f}"
 

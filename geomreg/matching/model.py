@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -65,6 +65,13 @@ class RegNetMamba2(nn.Module):
         self.msf = MultiScaleFusion(dims)
         self.coarse = CoarseMatching(cfg.coarse, dims[2])
         self.fine = FineMatching(cfg.fine, dims[0], dims[2])
+
+    def set_coarse_threshold(self, threshold: float) -> "RegNetMamba2":
+        """Set the coarse matching-probability threshold in place (it is tuned on whole images, not learnt)."""
+        coarse_cfg = replace(self.cfg.coarse, threshold=threshold)
+        self.coarse.cfg = coarse_cfg
+        self.cfg = replace(self.cfg, coarse=coarse_cfg)
+        return self
 
     def forward(
         self,

@@ -36,6 +36,10 @@ class TrainConfig:
     val_pairs_per_modality: int = 8
     val_size: int = 256
     val_every_steps: int = 500
+    # "crops": seeded val_size crops (fast, rough); "whole": the accuracy benchmark's protocol on whole
+    # validation images through the Matcher at val_threshold (what ships is judged by; ~1 s per instance).
+    val_protocol: str = "crops"
+    val_threshold: float = 0.05
     ckpt_every_minutes: float = 5.0
     # Also keep every validated checkpoint as step_<N>.pt: crop validation ranks checkpoints only roughly,
     # so the shortlist is re-scored on whole images before one ships (scripts/export_weights.py).

@@ -57,3 +57,13 @@ def test_reports_are_complete_and_json_has_no_infinities(tmp_path):
     csv_lines = records_csv(RECORDS).splitlines()
     assert csv_lines[0].startswith("method,modality,pair_id,instance,mode")
     assert len(csv_lines) == 1 + len(RECORDS)
+
+
+def test_flat_metrics_per_modality_and_overall():
+    from geomreg.evaluation.report import flat_metrics
+
+    records = [rec("m", "opt-sar", "a", 1.0), rec("m", "opt-sar", "b", 20.0), rec("m", "vis-ir", "c", 4.0), rec("other", "vis-ir", "d", 1.0)]
+    m = flat_metrics(records, "m")
+    assert m["all/n"] == 3 and m["opt-sar/n"] == 2 and m["vis-ir/n"] == 1
+    assert m["opt-sar/success@3"] == pytest.approx(0.5) and m["vis-ir/success@3"] == 0.0 and m["vis-ir/success@5"] == 1.0
+    assert m["all/success@10"] == pytest.approx(2 / 3)

@@ -57,3 +57,9 @@ def test_rejects_mismatched_sizes(model):
 def test_config_round_trip():
     cfg = RegNetMamba2Config()
     assert RegNetMamba2Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_set_coarse_threshold_changes_what_the_model_runs_at():
+    m = RegNetMamba2()
+    assert m.set_coarse_threshold(0.03) is m
+    assert m.cfg.coarse.threshold == 0.03 and m.coarse.cfg.threshold == 0.03

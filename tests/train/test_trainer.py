@@ -125,3 +125,21 @@ def test_keep_validated_writes_a_checkpoint_per_validation(tiny_dataset, tmp_pat
     assert kept == ["step_000001.pt", "step_000002.pt"]
     state, _ = restore(out / "step_000001.pt", "cpu")
     assert state.step == 1
+
+
+def test_train_validates_on_whole_images(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    # val_fraction 0.75 puts p1 (sha1 bucket 0.72) in validation; TINY's 0.5 leaves the split empty
+    cfg = TrainConfig(max_steps=2, **{**TINY, "val_fraction": 0.75}, val_protocol="whole", val_threshold=0.05)
+    res = train(tiny_dataset, out, cfg, progress=False)
+    assert res is not None and 0.0 <= res.score <= 1.0
+    header, row = (out / "val_log.csv").read_text().splitlines()[:2]
+    assert "all/success@3" in header and row.startswith("2,")
+    assert (out / "best.pt").exists()
+    with pytest.raises(ValueError, match="validation pairs"):
+        train(tiny_dataset, tmp_path / "empty", TrainConfig(max_steps=1, **TINY, val_protocol="whole"), progress=False)
+
+
+def test_unknown_validation_protocol_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="val_protocol"):
+        train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, val_protocol="tiles"), progress=False)

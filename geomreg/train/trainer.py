@@ -24,7 +24,7 @@ from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
-from geomreg.train.validation import ValidationResult, build_validation_set, validate, validation_fingerprint
+from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
 from geomreg.train.whole_validation import WholeImageValidation, build_whole_validation
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def train(
     log.info("%d training pairs, %d validation pairs (split by sha1 of pair_id)", len(train_recs), len(val_recs))
     train_pairs = load_pairs(train_recs, "loading training pairs")
     val_set = _validation_set(val_recs, cfg)
-    _adopt_validation_set(state, val_set.fingerprint() if isinstance(val_set, WholeImageValidation) else validation_fingerprint(val_set))
+    _adopt_validation_set(state, val_set.fingerprint())
     w = np.array([cfg.modality_weights.get(p.record.modality, 1.0) for p in train_pairs], dtype=np.float64)
     w /= w.sum()
 
@@ -270,21 +270,21 @@ def _adopt_validation_set(state: TrainState, fingerprint: str) -> None:
     state.val_fingerprint = fingerprint
 
 
-def _validation_set(val_recs, cfg: TrainConfig):
+def _validation_set(val_recs, cfg: TrainConfig) -> CropValidation | WholeImageValidation:
     if cfg.val_protocol == "whole":
         return build_whole_validation(val_recs, cfg.val_pairs_per_modality, cfg.val_threshold)
     if cfg.val_protocol != "crops":
         raise ValueError(f"val_protocol must be 'crops' or 'whole', not {cfg.val_protocol!r}")
-    return build_validation_set(load_pairs(val_recs, "loading validation pairs"), cfg.val_size, cfg.val_pairs_per_modality)
+    return CropValidation(tuple(build_validation_set(load_pairs(val_recs, "loading validation pairs"), cfg.val_size, cfg.val_pairs_per_modality)))
 
 
-def _metric_keys(val_set) -> set[str]:
-    mods = (val_set.modalities if isinstance(val_set, WholeImageValidation) else {i.modality for i in val_set}) | {"all"}
+def _metric_keys(val_set: CropValidation | WholeImageValidation) -> set[str]:
+    mods = val_set.modalities | {"all"}
     return {f"{m}/{k}" for m in mods for k in ("n", "success@3", "success@5", "success@10", "ncm", "matches")}
 
 
 def _validate_and_keep_best(state, val_set, dev, out: Path, cfg, val_log: CsvLog, t_start: float) -> ValidationResult:
-    res = val_set.run(state.model, dev) if isinstance(val_set, WholeImageValidation) else validate(state.model, val_set, dev)
+    res = val_set.run(state.model, dev)
     val_log.write({"step": state.step, "time": round(time.time() - t_start, 1), "score": f"{res.score:.4f}", **res.metrics})
     log.info("step %d validation score %.3f (opt-sar success@5 %.2f)", state.step, res.score, res.metrics.get("opt-sar/success@5", float("nan")))
     if res.score > state.best_score:

@@ -50,6 +50,23 @@ def validation_fingerprint(instances: list[Instance]) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class CropValidation:
+    """Training's default validation set: seeded crops (same interface as WholeImageValidation)."""
+
+    instances: tuple[Instance, ...]
+
+    @property
+    def modalities(self) -> set[str]:
+        return {i.modality for i in self.instances}
+
+    def fingerprint(self) -> str:
+        return validation_fingerprint(list(self.instances))
+
+    def run(self, model: RegNetMamba2, device: torch.device) -> ValidationResult:
+        return validate(model, list(self.instances), device)
+
+
 @torch.no_grad()
 def validate(model: RegNetMamba2, instances: list[Instance], device: torch.device, batch_size: int = 4) -> ValidationResult:
     was_training = model.training

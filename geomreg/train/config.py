@@ -24,6 +24,12 @@ class TrainConfig:
     lr_anneal_to: float = 1.0
     curriculum_steps: int = 3000  # warps grow from 30 % to 100 % of their range over these steps
     simulate_prob: float = 0.5
+    # Self pairs: one image of a pair against a warped copy of itself pushed to a simulated modality. Their
+    # correspondence is exact, unlike most real pairs' (the SRIF ground truth is good to a few px, which is
+    # as wide as the fine window): they are what teaches the fine stage to localise.
+    self_pair_prob: float = 0.0
+    # Weight of the fine losses on real-pair instances relative to self pairs (1.0: no distinction).
+    real_fine_weight: float = 1.0
     swap_prob: float = 0.5
     # optical-SAR is what users judge us by: sample it more often
     modality_weights: dict = field(default_factory=lambda: {"opt-sar": 3.0, "vis-ir": 1.5, "rgb-nir": 1.5})

@@ -4,7 +4,7 @@ dense correspondence A -> B, optionally with one side pushed to a simulated moda
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -37,6 +37,7 @@ class Instance:
     valid_b: np.ndarray
     H_ab: np.ndarray  # [3, 3] A pixel -> B pixel
     modality: str
+    exact: bool = False  # H_ab is exact to the pixel (a self pair), not only as good as the pair's ground truth
 
 
 # Images are cached at most this large (longest side): 1,500 pairs must fit in memory as uint8.
@@ -105,6 +106,18 @@ def random_homography(size: int, rng: np.random.Generator, r: WarpRange) -> np.n
 def _warp(img: np.ndarray, M: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     return cv2.warpPerspective(img, np.linalg.inv(M), (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def self_pair(pair: CachedPair, use_mov: bool) -> CachedPair:
+    """One image of the pair (the reference, or the moving one) paired with itself under the identity."""
+    img, rgb, valid = (pair.mov, pair.mov_rgb, pair.mov_valid) if use_mov else (pair.ref, pair.ref_rgb, pair.ref_valid)
+    return CachedPair(pair.record, img, img, rgb, rgb, valid, valid, np.eye(3))
+
+
+def make_self_instance(pair: CachedPair, size: int, rng: np.random.Generator, warp: WarpRange, *, scale_span: float = 2.0) -> Instance:
+    """A self pair under a random homography, one side always pushed to a simulated modality (exact ground truth)."""
+    inst = make_instance(self_pair(pair, rng.random() < 0.5), size, rng, warp, simulate_prob=1.0, scale_span=scale_span)
+    return replace(inst, exact=True)
 
 
 def make_instance(

@@ -22,7 +22,7 @@ from geomreg.matching.model import RegNetMamba2, cell_mask
 from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
 from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
-from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance
+from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
 from geomreg.train.whole_validation import WholeImageValidation, build_whole_validation
@@ -50,20 +50,24 @@ def sample_batch(pairs: list[CachedPair], weights: np.ndarray, cfg: TrainConfig,
     size = int(rng.choice(cfg.crop_sizes)) if cfg.crop_sizes else cfg.crop_size
     idx = rng.choice(len(pairs), size=cfg.batch_for(size), p=weights)
     return [
-        make_instance(
+        make_self_instance(pairs[i], size, rng, warp, scale_span=cfg.scale_span)
+        if cfg.self_pair_prob and rng.random() < cfg.self_pair_prob
+        else make_instance(
             pairs[i], size, rng, warp, simulate_prob=cfg.simulate_prob, swap=rng.random() < cfg.swap_prob, scale_span=cfg.scale_span
         )
         for i in idx
     ]
 
 
-def to_tensors(batch: list[Instance], device) -> tuple[torch.Tensor, ...]:
+def to_tensors(batch: list[Instance], device, real_fine_weight: float = 1.0) -> tuple[torch.Tensor, ...]:
+    """Images, masks and homographies as tensors, and each instance's weight in the fine losses [B]."""
     a = torch.from_numpy(np.stack([i.img_a for i in batch]))[:, None]
     b = torch.from_numpy(np.stack([i.img_b for i in batch]))[:, None]
     va = torch.from_numpy(np.stack([i.valid_a for i in batch]))[:, None]
     vb = torch.from_numpy(np.stack([i.valid_b for i in batch]))[:, None]
     H = torch.from_numpy(np.stack([i.H_ab for i in batch])).float()
-    return tuple(t.to(device) for t in (a, b, va, vb, H))
+    fine_w = torch.tensor([1.0 if i.exact else real_fine_weight for i in batch])
+    return tuple(t.to(device) for t in (a, b, va, vb, H, fine_w))
 
 
 def _subsample(m: CoarseMatches, per_pair: int, gen: torch.Generator) -> CoarseMatches:
@@ -89,14 +93,14 @@ def fine_selection(gt: CoarseTargets, cfg: TrainConfig, gen: torch.Generator):
 
 
 def training_step(state: TrainState, batch, cfg: TrainConfig, gen: torch.Generator) -> tuple[LossParts, int]:
-    a, b, va, vb, H = batch
+    a, b, va, vb, H, fine_w = batch
     hw8 = (a.shape[2] // 8, a.shape[3] // 8)
     gt = coarse_targets(H, va, vb, hw8)
     out = state.model(a, b, va, vb, fine_on=fine_selection(gt, cfg, gen))
     valid_pairs = cell_mask(va)[:, :, None] & cell_mask(vb)[:, None, :]
     coarse = coarse_focal_loss(out.coarse.prob, gt, valid_pairs)
     target = fine_offsets(H, out.fine_matches, hw8)
-    fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2)
+    fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2, fine_w[out.fine_matches.batch])
     total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
     return LossParts(total, coarse, fine_l2, fine_ce), int(gt.batch.numel())
 
@@ -227,7 +231,7 @@ def train(
             lr = _lr(cfg, state.step, (t0 - t_start) / 60)
             for g in state.optimizer.param_groups:
                 g["lr"] = lr
-            batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev)
+            batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev, cfg.real_fine_weight)
             losses, n_pos = training_step(state, batch, cfg, gen)
             state.optimizer.zero_grad(set_to_none=True)
             losses.total.backward()

@@ -62,3 +62,31 @@ def test_default_scale_span_keeps_validation_instances_unchanged(tiny_dataset):
     a = make_instance(pair, 32, np.random.default_rng(7), WarpRange())
     b = make_instance(pair, 32, np.random.default_rng(7), WarpRange(), scale_span=2.0)
     assert np.array_equal(a.img_a, b.img_a) and np.array_equal(a.H_ab, b.H_ab)
+
+
+def test_self_instances_are_exact_copies_under_the_homography(tiny_dataset, monkeypatch):
+    import geomreg.train.pairs as pairs_mod
+    from geomreg.train.pairs import make_self_instance
+
+    monkeypatch.setattr(pairs_mod, "simulate", lambda img, rgb, rng: img)  # keep the intensities comparable
+    pair = cache_pair(read_manifest(tiny_dataset)[0])
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        inst = make_self_instance(pair, 64, rng, WarpRange(rotation_deg=8, scale=0.1, translation=0.05))
+        assert inst.exact
+        ys, xs = np.mgrid[8:56:2, 8:56:2]
+        pa = np.c_[xs.ravel(), ys.ravel(), np.ones(xs.size)]
+        pb = pa @ inst.H_ab.T
+        pb = pb[:, :2] / pb[:, 2:]
+        ok = (pb >= 2).all(1) & (pb < 61).all(1)
+        # bilinear B at H_ab(p) against A at p: the same image, so the same values up to resampling
+        import cv2
+
+        b_vals = cv2.remap(inst.img_b, pb[ok, 0].astype(np.float32)[:, None], pb[ok, 1].astype(np.float32)[:, None], cv2.INTER_LINEAR)[:, 0]
+        a_vals = inst.img_a[pa[ok, 1].astype(int), pa[ok, 0].astype(int)]
+        assert np.corrcoef(a_vals, b_vals)[0, 1] > 0.9
+
+
+def test_real_instances_are_not_marked_exact(tiny_dataset):
+    pair = cache_pair(read_manifest(tiny_dataset)[0])
+    assert not make_instance(pair, 64, np.random.default_rng(0), WarpRange()).exact

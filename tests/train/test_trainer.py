@@ -143,3 +143,21 @@ def test_train_validates_on_whole_images(tiny_dataset, tmp_path):
 def test_unknown_validation_protocol_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="val_protocol"):
         train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, val_protocol="tiles"), progress=False)
+
+
+def test_self_pairs_carry_full_fine_weight_and_real_pairs_the_configured_one(tiny_dataset):
+    import numpy as np
+
+    from geomreg.data.manifest import read_manifest
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.pairs import cache_pair
+    from geomreg.train.trainer import sample_batch, to_tensors
+
+    pairs = [cache_pair(r) for r in read_manifest(tiny_dataset)]
+    w = np.full(len(pairs), 1.0 / len(pairs))
+    for prob, expected in ((1.0, 1.0), (0.0, 0.25)):
+        cfg = TrainConfig(crop_size=32, batch_size=3, self_pair_prob=prob, real_fine_weight=0.25)
+        batch = sample_batch(pairs, w, cfg, 0, np.random.default_rng(0))
+        assert all(i.exact == (prob == 1.0) for i in batch)
+        fine_w = to_tensors(batch, "cpu", cfg.real_fine_weight)[-1]
+        assert fine_w.tolist() == [expected] * 3

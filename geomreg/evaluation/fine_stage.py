@@ -1,0 +1,93 @@
+"""How much the fine stage improves on its coarse anchors, measured per match against exact ground truth.
+
+For every correct coarse match (the true position lies within the fine window of B's anchor) the error of
+the refined position is compared with the error of the anchor itself. A fine stage that has learnt nothing
+leaves the two equal (about 3 px: the anchor quantisation of an 8 px cell); a working one brings the refined
+error well under a pixel. Each pair is measured twice: as the real pair (ground truth as good as the
+dataset's: a few px for SRIF) and as a self pair (one image against a warped, modality-simulated copy of
+itself: exact), so a weak result can be told apart from noisy ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from geomreg.matching.fine import anchor_fine_xy
+from geomreg.matching.model import RegNetMamba2, fine_to_pixel
+from geomreg.train.pairs import CachedPair, Instance, WarpRange, make_instance, make_self_instance
+
+# A coarse match counts as correct when its anchor lies this close to the truth (the window reaches +-4 px).
+CORRECT_ANCHOR_PX = 6.0
+
+
+@dataclass(frozen=True)
+class FineStageStats:
+    modality: str
+    kind: str  # "real" or "self"
+    matches: int  # coarse matches
+    correct: int  # of which the anchor lies within CORRECT_ANCHOR_PX of the truth
+    anchor_median_px: float  # error of the anchor (no fine stage), over correct matches
+    fine_median_px: float  # error after the fine stage, over correct matches
+    fine_within_1px: float  # fraction of correct matches refined to within 1 px
+    std_median: float  # the fine stage's own uncertainty (1/2-resolution px)
+
+
+def _errors(model: RegNetMamba2, inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor error, refined error, fine std) of every coarse match of one instance."""
+    t = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731
+    with torch.no_grad():
+        out = model(t(inst.img_a), t(inst.img_b), t(inst.valid_a), t(inst.valid_b))
+    xa, xb = out.matches.xy_a.numpy().astype(np.float64), out.matches.xy_b.numpy().astype(np.float64)
+    anchor = fine_to_pixel(anchor_fine_xy(out.fine_matches.idx_b, out.hw8[1]).float()).numpy()
+    p = np.c_[xa, np.ones(len(xa))] @ inst.H_ab.T
+    truth = p[:, :2] / p[:, 2:]
+    return np.hypot(*(anchor - truth).T), np.hypot(*(xb - truth).T), out.fine.std.numpy()
+
+
+def fine_stage_stats(model: RegNetMamba2, pairs: list[CachedPair], size: int = 256, seed: int = 0) -> list[FineStageStats]:
+    """Per modality and kind (real, self): how far the fine stage moves correct coarse matches toward the truth."""
+    rng = np.random.default_rng(seed)
+    model = model.eval()
+    acc: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for pair in pairs:
+        for kind in ("real", "self"):
+            if kind == "real":
+                inst = make_instance(pair, size, rng, WarpRange(), scale_span=4.0)
+            else:
+                inst = make_self_instance(pair, size, rng, WarpRange(), scale_span=4.0)
+            anchor, fine, std = _errors(model, inst)
+            ok = anchor < CORRECT_ANCHOR_PX
+            a = acc[(pair.record.modality, kind)]
+            a["anchor"] += list(anchor[ok])
+            a["fine"] += list(fine[ok])
+            a["std"] += list(std[ok])
+            a["n"].append(len(anchor))
+    out = []
+    for (modality, kind), a in sorted(acc.items()):
+        fine, anchor = np.array(a["fine"]), np.array(a["anchor"])
+        med = lambda v: float(np.median(v)) if len(v) else float("nan")  # noqa: E731
+        out.append(
+            FineStageStats(modality, kind, int(sum(a["n"])), len(fine), med(anchor), med(fine),
+                           float(np.mean(fine < 1.0)) if len(fine) else float("nan"), med(a["std"]))
+        )
+    return out
+
+
+def overall(stats: list[FineStageStats], kind: str) -> dict[str, float]:
+    """Match-weighted means over modalities of one kind (medians are averaged with their match counts)."""
+    rows = [s for s in stats if s.kind == kind and s.correct]
+    w = np.array([s.correct for s in rows], dtype=np.float64)
+    if not len(rows):
+        return {}
+    avg = lambda f: float(np.average([f(s) for s in rows], weights=w))  # noqa: E731
+    return {"anchor_median_px": avg(lambda s: s.anchor_median_px), "fine_median_px": avg(lambda s: s.fine_median_px),
+            "fine_within_1px": avg(lambda s: s.fine_within_1px), "correct": int(w.sum())}
+
+
+def as_rows(stats: list[FineStageStats]) -> list[dict]:
+    return [dataclasses.asdict(s) for s in stats]

@@ -51,7 +51,7 @@ def fine_losses(fine: FineResult, target: torch.Tensor, radius: int, match_weigh
     match_weight [M] (optional): how much each match's target is trusted (exact self pairs 1, real pairs whose
     ground truth is good to a few px less); both losses are weighted means over it.
     """
-    inside = (target.abs() <= radius - 0.5).all(dim=-1)
+    inside = (target.abs() <= radius).all(dim=-1)
     if match_weight is not None:
         inside = inside & (match_weight > 0)
     if not inside.any():

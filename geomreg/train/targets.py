@@ -31,8 +31,15 @@ def anchors(hw8: tuple[int, int], device) -> torch.Tensor:
 
 
 def cell_of(xy: torch.Tensor, hw8: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell index of pixel coordinates and whether it lies on the grid. Cell j holds pixels 8j .. 8j+7."""
-    c = torch.floor((xy + 0.5) / STRIDE_COARSE).long()
+    """The cell whose anchor is nearest to each pixel coordinate, and whether it lies on the grid.
+
+    Why nearest anchor rather than the 8 pixels a cell covers: the fine stage searches a window centred on
+    the anchor (8j + 4.5, one pixel off the cell's centre 8j + 3.5). Assigned by coverage, a correct coarse
+    match left the truth anywhere in [-5, 3) px of the anchor, and a quarter of each axis fell outside the
+    +-4 px window; assigned by nearest anchor it lies in [-4, 4) px, all within reach.
+    """
+    first_anchor = float(fine_to_pixel(anchor_fine_xy(torch.zeros(1, dtype=torch.long), 1).float())[0, 0])
+    c = torch.floor((xy - first_anchor) / STRIDE_COARSE + 0.5).long()
     inside = (c[..., 0] >= 0) & (c[..., 0] < hw8[1]) & (c[..., 1] >= 0) & (c[..., 1] < hw8[0])
     return c[..., 1].clamp(0, hw8[0] - 1) * hw8[1] + c[..., 0].clamp(0, hw8[1] - 1), inside
 

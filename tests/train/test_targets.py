@@ -44,3 +44,16 @@ def test_random_homography_is_centred_and_bounded():
         H = random_homography(256, rng, WarpRange())
         c = warp_points(torch.tensor(H, dtype=torch.float32)[None], torch.tensor([[[127.5, 127.5]]]))[0, 0]
         assert (c - 127.5).abs().max() <= 0.1 * 256 + 1
+
+
+def test_points_go_to_the_cell_with_the_nearest_anchor():
+    from geomreg.train.targets import anchors, cell_of
+
+    hw8 = (6, 7)
+    xy = torch.rand(1, 500, 2) * torch.tensor([7 * 8 - 2.0, 6 * 8 - 2.0]) + 1.0
+    idx, inside = cell_of(xy, hw8)
+    d = xy[0] - anchors(hw8, "cpu")[idx[0]]
+    ok = inside[0]
+    assert ok.float().mean() > 0.9
+    # nearest anchor on each axis (anchors are 8 px apart): always within the fine window's +-4 px reach
+    assert (d[ok] >= -4.0).all() and (d[ok] < 4.0).all()

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: the packaged weights")
     ap.add_argument("--pairs-per-modality", type=int, default=3)
+    ap.add_argument("--threshold", type=float, default=0.01, help="coarse threshold for every checkpoint compared (0.01: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        model = load_checkpoint(args.checkpoint or PACKAGED_WEIGHTS)
+        model = load_checkpoint(args.checkpoint or PACKAGED_WEIGHTS).set_coarse_threshold(args.threshold)
         _, val = split_pairs(read_manifest(args.data), 0.1)
     except (DatasetError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

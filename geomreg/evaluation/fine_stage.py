@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from geomreg.matching.fine import anchor_fine_xy
-from geomreg.matching.model import RegNetMamba2, fine_to_pixel
+from geomreg.matching.model import STRIDE_FINE, RegNetMamba2
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, make_instance, make_self_instance
+from geomreg.train.targets import fine_offsets
 
 # A coarse match counts as correct when its anchor lies this close to the truth (the window reaches +-4 px).
 CORRECT_ANCHOR_PX = 6.0
@@ -38,15 +38,17 @@ class FineStageStats:
 
 
 def _errors(model: RegNetMamba2, inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(anchor error, refined error, fine std) of every coarse match of one instance."""
+    """(anchor error, refined error, fine std) of every coarse match of one instance, in pixels.
+
+    The truth relative to B's anchor is the fine stage's own training target (`fine_offsets`, 1/2-resolution px).
+    """
     t = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731
     with torch.no_grad():
         out = model(t(inst.img_a), t(inst.img_b), t(inst.valid_a), t(inst.valid_b))
-    xa, xb = out.matches.xy_a.numpy().astype(np.float64), out.matches.xy_b.numpy().astype(np.float64)
-    anchor = fine_to_pixel(anchor_fine_xy(out.fine_matches.idx_b, out.hw8[1]).float()).numpy()
-    p = np.c_[xa, np.ones(len(xa))] @ inst.H_ab.T
-    truth = p[:, :2] / p[:, 2:]
-    return np.hypot(*(anchor - truth).T), np.hypot(*(xb - truth).T), out.fine.std.numpy()
+        truth = fine_offsets(torch.from_numpy(inst.H_ab).float()[None], out.fine_matches, out.hw8)  # [M, 2]
+    anchor_err = STRIDE_FINE * truth.norm(dim=-1)
+    fine_err = STRIDE_FINE * (truth - out.fine.offset).norm(dim=-1)
+    return anchor_err.numpy(), fine_err.numpy(), out.fine.std.numpy()
 
 
 def fine_stage_stats(model: RegNetMamba2, pairs: list[CachedPair], size: int = 256, seed: int = 0) -> list[FineStageStats]:

@@ -30,6 +30,10 @@ def anchors(hw8: tuple[int, int], device) -> torch.Tensor:
     return fine_to_pixel(anchor_fine_xy(idx, hw8[1]).float())
 
 
+# Pixel coordinate of cell 0's anchor (the fine pixel the fine window is centred on); cell j's is 8 j further.
+_FIRST_ANCHOR_PX = float(fine_to_pixel(anchor_fine_xy(torch.zeros(1, dtype=torch.long), 1).float())[0, 0])
+
+
 def cell_of(xy: torch.Tensor, hw8: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The cell whose anchor is nearest to each pixel coordinate, and whether it lies on the grid.
 
@@ -38,8 +42,7 @@ def cell_of(xy: torch.Tensor, hw8: tuple[int, int]) -> tuple[torch.Tensor, torch
     match left the truth anywhere in [-5, 3) px of the anchor, and a quarter of each axis fell outside the
     +-4 px window; assigned by nearest anchor it lies in [-4, 4) px, all within reach.
     """
-    first_anchor = float(fine_to_pixel(anchor_fine_xy(torch.zeros(1, dtype=torch.long), 1).float())[0, 0])
-    c = torch.floor((xy - first_anchor) / STRIDE_COARSE + 0.5).long()
+    c = torch.floor((xy - _FIRST_ANCHOR_PX) / STRIDE_COARSE + 0.5).long()
     inside = (c[..., 0] >= 0) & (c[..., 0] < hw8[1]) & (c[..., 1] >= 0) & (c[..., 1] < hw8[0])
     return c[..., 1].clamp(0, hw8[0] - 1) * hw8[1] + c[..., 0].clamp(0, hw8[1] - 1), inside
 

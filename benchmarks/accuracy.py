@@ -28,7 +28,7 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-from geomreg.data.manifest import DatasetError, read_manifest  # noqa: E402
+from geomreg.data.manifest import DatasetError, read_dataset  # noqa: E402
 from geomreg.evaluation import methods as own  # noqa: E402
 from geomreg.evaluation.report import markdown_table, summarize, write_reports  # noqa: E402
 from geomreg.evaluation.runner import EvalConfig, evaluate, select_pairs, validate_pairs  # noqa: E402
@@ -84,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-pairs", type=int, default=None, help="at most this many pairs per modality")
     ap.add_argument("--instances-per-pair", type=int, default=1, help="random warps per pair (warped mode)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gt-fixes", type=Path, default=None,
+                    help="audited ground truth (scripts/audit_ground_truth.py): corrected pairs use it, unverified pairs are left out")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
     ap.add_argument("--checkpoint", type=Path, default=None, help="RegNetMamba-2 checkpoint (default: packaged weights)")
     ap.add_argument("--device", default="auto", help="torch device for the deep methods: auto, cpu, cuda")
@@ -112,6 +114,7 @@ def _meta(args: argparse.Namespace, n_pairs: int, cfg: EvalConfig, methods: list
 
     return {
         "data": str(args.data),
+        "gt_fixes": str(args.gt_fixes) if args.gt_fixes else None,
         "split": args.split,
         "mode": args.mode,
         "modalities": args.modalities,
@@ -147,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--instances-per-pair must be >= 1")
     _set_threads(args.threads)
 
-    records = read_manifest(args.data)
+    records = read_dataset(args.data, args.gt_fixes)
     mods = _csv_list(args.modalities)
     unknown = sorted(set(mods) - {r.modality for r in records})
     if unknown:

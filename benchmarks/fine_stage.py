@@ -27,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=0.01, help="coarse threshold for every checkpoint compared (0.01: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--gt-fixes", type=Path, default=None, help="audited ground truth (scripts/audit_ground_truth.py)")
     args = ap.parse_args(argv)
 
     import torch
 
-    from geomreg.data.manifest import DatasetError, read_manifest, split_pairs
+    from geomreg.data.manifest import DatasetError, read_dataset, split_pairs
     from geomreg.evaluation.fine_stage import as_rows, fine_stage_stats, overall
     from geomreg.matching.weights import PACKAGED_WEIGHTS, CheckpointError, load_checkpoint
     from geomreg.train.pairs import cache_pair
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model = load_checkpoint(args.checkpoint or PACKAGED_WEIGHTS).set_coarse_threshold(args.threshold)
-        _, val = split_pairs(read_manifest(args.data), 0.1)
+        _, val = split_pairs(read_dataset(args.data, args.gt_fixes), 0.1)
     except (DatasetError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

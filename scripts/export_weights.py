@@ -32,6 +32,7 @@ def main() -> None:
                     help="whole: the accuracy benchmark's protocol on whole validation images through the Matcher "
                     "(what users run; default); crops: training's 256 px validation crops")
     ap.add_argument("--max-pairs", type=int, default=10, help="validation pairs per modality for --tune-on whole")
+    ap.add_argument("--gt-fixes", type=Path, help="audited ground truth (scripts/audit_ground_truth.py) for the validation pairs")
     args = ap.parse_args()
     ck = read_checkpoint(args.checkpoint)
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
@@ -39,7 +40,7 @@ def main() -> None:
     if args.data is not None:
         thresholds = [float(t) for t in args.thresholds.split(",")]
         if args.tune_on == "whole":
-            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs)
+            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes)
         else:
             model, tuning = tune_threshold(model, ck, args.data, thresholds)
         ck["validation"] = tuning["best_metrics"]
@@ -69,7 +70,7 @@ WHOLE_PROTOCOL = ("benchmarks/accuracy.py's warped protocol on whole validation 
                   "through geomreg.Matcher; MAGSAC 3 px; grid RMSE")
 
 
-def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int):
+def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int, gt_fixes: Path | None = None):
     """Pick the coarse threshold on whole validation images, as users (and the accuracy benchmark) run them.
 
     The dual-softmax probabilities shrink as grids grow, so a threshold chosen on 256 px crops can starve
@@ -77,10 +78,10 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
     """
     from dataclasses import replace
 
-    from geomreg.data.manifest import read_manifest, split_pairs
+    from geomreg.data.manifest import read_dataset, split_pairs
     from geomreg.train.whole_validation import build_whole_validation
 
-    val = build_whole_validation(split_pairs(read_manifest(data))[1], max_pairs, thresholds[0])
+    val = build_whole_validation(split_pairs(read_dataset(data, gt_fixes))[1], max_pairs, thresholds[0])
     runs = {t: replace(val, threshold=t).run(model, torch.device("cpu")) for t in thresholds}
     results = {t: r.metrics for t, r in runs.items()}
     score = {t: r.score for t, r in runs.items()}

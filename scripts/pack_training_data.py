@@ -10,6 +10,9 @@ the whole-image score on the real data from about 0.45 to 0.10). --window keeps 
 moving image that it sees.
 
 The homographies are rewritten for the resize and the crop (pixel-centre convention), so every pair stays exact.
+With --gt-fixes the audited ground truth (data_audit/README.md) is applied first, and the pack gets its own
+gt_fixes.csv (the packed matrices of the audited pairs) so that training still trusts them: point the config's
+gt_fixes at it.
 The packed copy is research-use data like its source: it lives in an ignored folder and is never committed.
 """
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from geomreg.data.manifest import load_pair, read_manifest
+from geomreg.data.manifest import GT_FIX_COLUMNS, load_pair, read_dataset
 from geomreg.train.pairs import CACHE_MAX_SIDE, shrink
 
 
@@ -63,10 +66,11 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=256)
     ap.add_argument("--quality", type=int, default=80)
     ap.add_argument("--window", type=int, default=0, help="pack one native-scale window of this side per pair (see above)")
+    ap.add_argument("--gt-fixes", type=Path, default=None, help="audited ground truth to apply (scripts/audit_ground_truth.py)")
     args = ap.parse_args()
     max_side = CACHE_MAX_SIDE if args.window else args.max_side
-    rows = []
-    for rec in read_manifest(args.src):
+    rows, fixes = [], []
+    for rec in read_dataset(args.src, args.gt_fixes):
         ref, mov, H = load_pair(rec)
         ref_s, S_ref = grey_shrunk(ref, max_side)
         mov_s, S_mov = grey_shrunk(mov, max_side)
@@ -80,12 +84,19 @@ def main() -> None:
         cv2.imwrite(str(d / "mov.jpg"), mov_s, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
         np.savetxt(d / "H_mov_to_ref.txt", H / H[2, 2], header=f"packed from {rec.h_path}, resized to max side {max_side}" + (f", window {args.window}" if args.window else ""))
         rel = f"{rec.modality}/{rec.pair_id}"
+        if rec.h_fixed is not None:
+            fixes.append([rec.pair_id, "corrected", *(repr(float(v)) for v in (H / H[2, 2]).ravel())])
         rows.append([rec.pair_id, rec.modality, f"{rel}/ref.jpg", f"{rel}/mov.jpg", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])
     with open(args.dst / "MANIFEST.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["pair_id", "modality", "ref_path", "mov_path", "aligned", "gt"])
         w.writerows(rows)
-    print(f"packed {len(rows)} pairs into {args.dst}")
+    if args.gt_fixes:
+        with open(args.dst / "gt_fixes.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(GT_FIX_COLUMNS)
+            w.writerows(fixes)
+    print(f"packed {len(rows)} pairs into {args.dst}" + (f" ({len(fixes)} with audited ground truth)" if args.gt_fixes else ""))
 
 
 if __name__ == "__main__":

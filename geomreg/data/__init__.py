@@ -1,5 +1,14 @@
 """Dataset directories in the MANIFEST.csv format (pairs of images with a mov->ref homography)."""
 
-from geomreg.data.manifest import DatasetError, PairRecord, load_pair, read_manifest, split_pairs
+from geomreg.data.manifest import (
+    DatasetError,
+    PairRecord,
+    apply_gt_fixes,
+    load_pair,
+    read_dataset,
+    read_gt_fixes,
+    read_manifest,
+    split_pairs,
+)
 
-__all__ = ["DatasetError", "PairRecord", "load_pair", "read_manifest", "split_pairs"]
+__all__ = ["DatasetError", "PairRecord", "apply_gt_fixes", "load_pair", "read_dataset", "read_gt_fixes", "read_manifest", "split_pairs"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ class PairRecord:
     mov_path: Path
     h_path: Path
     aligned: bool
+    # Ground truth re-estimated by geomreg.data.gt_audit, used instead of h_path (9 numbers, row-major).
+    h_fixed: tuple[float, ...] | None = None
 
 
 def read_manifest(root: str | Path) -> list[PairRecord]:
@@ -99,8 +101,57 @@ def read_image(path: Path, pair_id: str) -> np.ndarray:
 
 
 def load_pair(rec: PairRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ref, mov, H_mov_to_ref) of one pair."""
-    return read_image(rec.ref_path, rec.pair_id), read_image(rec.mov_path, rec.pair_id), read_homography(rec.h_path, rec.pair_id)
+    """(ref, mov, H_mov_to_ref) of one pair (the audited ground truth where the record carries one)."""
+    H = np.array(rec.h_fixed, np.float64).reshape(3, 3) if rec.h_fixed is not None else read_homography(rec.h_path, rec.pair_id)
+    return read_image(rec.ref_path, rec.pair_id), read_image(rec.mov_path, rec.pair_id), H
+
+
+GT_FIX_COLUMNS = ("pair_id", "verdict") + tuple(f"h{i}{j}" for i in range(3) for j in range(3))
+
+
+def read_gt_fixes(path: str | Path) -> dict[str, tuple[float, ...] | None]:
+    """pair_id -> audited H_mov_to_ref (row-major) or None (unverified: leave the pair out).
+
+    The file is what ``scripts/audit_ground_truth.py`` writes; pairs it does not list keep their own ground truth.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: ground-truth fixes file not found")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in GT_FIX_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing columns {missing}")
+        fixes: dict[str, tuple[float, ...] | None] = {}
+        for row in reader:
+            if row["verdict"] == "unverified":
+                fixes[row["pair_id"]] = None
+                continue
+            try:
+                H = np.array([float(row[f"h{i}{j}"]) for i in range(3) for j in range(3)])
+            except ValueError:
+                raise DatasetError(f"{path}: pair {row['pair_id']}: malformed matrix") from None
+            if not np.all(np.isfinite(H)) or abs(np.linalg.det(H.reshape(3, 3))) < 1e-12:
+                raise DatasetError(f"{path}: pair {row['pair_id']}: not a finite, invertible matrix")
+            fixes[row["pair_id"]] = tuple(float(v) for v in H)
+    return fixes
+
+
+def apply_gt_fixes(records: list[PairRecord], fixes: dict[str, tuple[float, ...] | None]) -> list[PairRecord]:
+    """Records with audited ground truth swapped in and unverified pairs dropped."""
+    out = []
+    for r in records:
+        if r.pair_id not in fixes:
+            out.append(r)
+        elif fixes[r.pair_id] is not None:
+            out.append(replace(r, h_fixed=fixes[r.pair_id]))
+    return out
+
+
+def read_dataset(root: str | Path, gt_fixes: str | Path | None = None) -> list[PairRecord]:
+    """read_manifest, then the audited ground truth of ``gt_fixes`` (a CSV) when given."""
+    records = read_manifest(root)
+    return apply_gt_fixes(records, read_gt_fixes(gt_fixes)) if gt_fixes else records
 
 
 def split_pairs(records: list[PairRecord], val_fraction: float = 0.1) -> tuple[list[PairRecord], list[PairRecord]]:

@@ -28,9 +28,13 @@ class TrainConfig:
     # correspondence is exact, unlike most real pairs' (the SRIF ground truth is good to a few px, which is
     # as wide as the fine window): they are what teaches the fine stage to localise.
     self_pair_prob: float = 0.0
-    # Weight of the fine losses on real-pair instances relative to self pairs (1.0: no distinction).
+    # Weight of the fine losses on real-pair instances relative to self pairs (1.0: no distinction). Pairs whose
+    # ground truth the audit re-estimated (gt_fixes) count as trusted, like self pairs.
     real_fine_weight: float = 1.0
     swap_prob: float = 0.5
+    # CSV of audited ground truth (scripts/audit_ground_truth.py): corrected matrices replace the dataset's,
+    # unverified pairs are left out of training and validation. "" uses the dataset's ground truth as is.
+    gt_fixes: str = ""
     # optical-SAR is what users judge us by: sample it more often
     modality_weights: dict = field(default_factory=lambda: {"opt-sar": 3.0, "vis-ir": 1.5, "rgb-nir": 1.5})
     fine_weight: float = 1.0

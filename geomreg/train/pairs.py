@@ -38,6 +38,9 @@ class Instance:
     H_ab: np.ndarray  # [3, 3] A pixel -> B pixel
     modality: str
     exact: bool = False  # H_ab is exact to the pixel (a self pair), not only as good as the pair's ground truth
+    # The pair's ground truth was re-estimated by the structural audit (geomreg.data.gt_audit): good to about
+    # a pixel, so its fine targets are trusted like a self pair's, unlike SRIF's own few-pixel ground truth.
+    audited: bool = False
 
 
 # Images are cached at most this large (longest side): 1,500 pairs must fit in memory as uint8.
@@ -117,7 +120,7 @@ def self_pair(pair: CachedPair, use_mov: bool) -> CachedPair:
 def make_self_instance(pair: CachedPair, size: int, rng: np.random.Generator, warp: WarpRange, *, scale_span: float = 2.0) -> Instance:
     """A self pair under a random homography, one side always pushed to a simulated modality (exact ground truth)."""
     inst = make_instance(self_pair(pair, rng.random() < 0.5), size, rng, warp, simulate_prob=1.0, scale_span=scale_span)
-    return replace(inst, exact=True)
+    return replace(inst, exact=True, audited=False)
 
 
 def make_instance(
@@ -165,4 +168,4 @@ def make_instance(
             img_b = simulate(img_b, rgb, rng)
     img_a = np.where(valid_a, img_a, 0).astype(np.float32)
     img_b = np.where(valid_b, img_b, 0).astype(np.float32)
-    return Instance(img_a, img_b, valid_a, valid_b, H_ab, pair.record.modality)
+    return Instance(img_a, img_b, valid_a, valid_b, H_ab, pair.record.modality, audited=pair.record.h_fixed is not None)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from geomreg.data.manifest import read_manifest, split_pairs
+from geomreg.data.manifest import read_dataset, split_pairs
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
@@ -66,7 +66,7 @@ def to_tensors(batch: list[Instance], device, real_fine_weight: float = 1.0) -> 
     va = torch.from_numpy(np.stack([i.valid_a for i in batch]))[:, None]
     vb = torch.from_numpy(np.stack([i.valid_b for i in batch]))[:, None]
     H = torch.from_numpy(np.stack([i.H_ab for i in batch])).float()
-    fine_w = torch.tensor([1.0 if i.exact else real_fine_weight for i in batch])
+    fine_w = torch.tensor([1.0 if i.exact or i.audited else real_fine_weight for i in batch])
     return tuple(t.to(device) for t in (a, b, va, vb, H, fine_w))
 
 
@@ -197,7 +197,9 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    records = read_manifest(data_dir)
+    records = read_dataset(data_dir, cfg.gt_fixes or None)
+    if cfg.gt_fixes:
+        log.info("ground truth audited by %s: %d pairs kept", cfg.gt_fixes, len(records))
     train_recs, val_recs = split_pairs(records, cfg.val_fraction)
     (out / "split.txt").write_text("".join(f"val\t{r.pair_id}\n" for r in val_recs) + "".join(f"train\t{r.pair_id}\n" for r in train_recs))
     log.info("%d training pairs, %d validation pairs (split by sha1 of pair_id)", len(train_recs), len(val_recs))

@@ -161,3 +161,38 @@ def test_self_pairs_carry_full_fine_weight_and_real_pairs_the_configured_one(tin
         assert all(i.exact == (prob == 1.0) for i in batch)
         fine_w = to_tensors(batch, "cpu", cfg.real_fine_weight)[-1]
         assert fine_w.tolist() == [expected] * 3
+
+
+def test_audited_pairs_carry_full_fine_weight(tiny_dataset):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from geomreg.data.manifest import read_manifest
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.pairs import cache_pair
+    from geomreg.train.trainer import sample_batch, to_tensors
+
+    recs = read_manifest(tiny_dataset)
+    audited = [replace(r, h_fixed=tuple(np.loadtxt(r.h_path, comments="#").ravel())) for r in recs]
+    pairs = [cache_pair(r) for r in audited]
+    cfg = TrainConfig(crop_size=32, batch_size=3, self_pair_prob=0.0, real_fine_weight=0.25)
+    batch = sample_batch(pairs, np.full(len(pairs), 1.0 / len(pairs)), cfg, 0, np.random.default_rng(0))
+    assert all(i.audited and not i.exact for i in batch)
+    assert to_tensors(batch, "cpu", cfg.real_fine_weight)[-1].tolist() == [1.0] * 3
+
+
+def test_training_reads_audited_ground_truth(tiny_dataset, tmp_path):
+    import csv
+
+    from geomreg.data.manifest import GT_FIX_COLUMNS, read_manifest
+
+    recs = read_manifest(tiny_dataset)
+    dropped = recs[0].pair_id
+    with (tmp_path / "fixes.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=GT_FIX_COLUMNS)
+        w.writeheader()
+        w.writerow({"pair_id": dropped, "verdict": "unverified", **{c: "" for c in GT_FIX_COLUMNS[2:]}})
+    train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, gt_fixes=str(tmp_path / "fixes.csv")), progress=False)
+    split = (tmp_path / "run" / "split.txt").read_text()
+    assert dropped not in split and recs[1].pair_id in split

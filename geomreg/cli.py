@@ -250,13 +250,13 @@ def sample_command(out_dir, matcher, device, progress):
 
     pair = sample_pair()
     if matcher == "auto":
-        from geomreg.matching.weights import packaged_is_validated
+        from geomreg.matching.api import auto_matcher_name
 
-        validated, why = packaged_is_validated()
+        chosen, why = auto_matcher_name()
         try:
-            if not validated:
+            if chosen == "cfog":
                 raise MatcherUnavailable(why)
-            m = resolve_matcher("regnetmamba2", device=device)
+            m = resolve_matcher(chosen, device=device)
         except MatcherUnavailable as e:
             click.echo(f"note: {e}; using the CFOG-style matcher", err=True)
             m = resolve_matcher("cfog", device=device)

@@ -75,7 +75,7 @@ QUICKSTART = [
     import geomreg
     import geomreg.viz as viz
     from geomreg.api import MatcherUnavailable, resolve_matcher
-    from geomreg.matching.weights import packaged_is_validated
+    from geomreg.matching.api import auto_matcher_name
     from geomreg.geo.sample import sample_pair
 
     logging.basicConfig(level=logging.WARNING)
@@ -84,18 +84,19 @@ QUICKSTART = [
     md("""
     ## The matcher
 
-    geomreg's default matcher is the deep network **RegNetMamba-2**. When its packaged weights are missing or not
-    yet validated as usable (see docs/MODEL_CARD.md), this notebook falls back to the classical **CFOG-style** structural matcher, which
-    handles this optical / SAR-like pair too. Set `GEOMREG_NOTEBOOK_MATCHER=cfog` (or `regnetmamba2`) to choose.
+    geomreg's default matcher is the deep network **RegNetMamba-2**. The automatic choice uses it with its tie points
+    polished by CFOG template matching (`regnetmamba2+cfog`) once its packaged weights are validated as usable (see
+    docs/MODEL_CARD.md), and the classical **CFOG-style** structural matcher otherwise, which handles this optical /
+    SAR-like pair too. Set `GEOMREG_NOTEBOOK_MATCHER` to `cfog`, `regnetmamba2` or `regnetmamba2+cfog` to choose.
     """),
     code("""
     choice = os.environ.get("GEOMREG_NOTEBOOK_MATCHER", "auto")
     if choice == "auto":
-        validated, why = packaged_is_validated()  # RegNetMamba-2 only once its own validation says it registers
+        chosen, why = auto_matcher_name()  # RegNetMamba-2 only once its own validation says it registers
         try:
-            if not validated:
+            if chosen == "cfog":
                 raise MatcherUnavailable(why)
-            matcher = resolve_matcher("regnetmamba2")
+            matcher = resolve_matcher(chosen)
         except MatcherUnavailable as e:
             print(f"note: {e}\\n  -> falling back to the CFOG-style matcher")
             matcher = resolve_matcher("cfog")
@@ -270,7 +271,7 @@ BATCH = [
 
     import geomreg.viz as viz
     from geomreg.api import MatcherUnavailable, resolve_matcher
-    from geomreg.matching.weights import packaged_is_validated
+    from geomreg.matching.api import auto_matcher_name
     from geomreg.geo.sample import sample_pair
     from pipelines import BatchDefaults, ClusterOptions, format_table, load_manifest, open_client, run_batch, write_summary
     from pipelines.cluster import describe
@@ -284,11 +285,11 @@ BATCH = [
     MATCHER = os.environ.get("GEOMREG_NOTEBOOK_MATCHER", "cfog")
     if MATCHER == "auto":
         try:
-            validated, why = packaged_is_validated()
-            if not validated:
+            chosen, why = auto_matcher_name()
+            if chosen == "cfog":
                 raise MatcherUnavailable(why)
-            resolve_matcher("regnetmamba2")
-            MATCHER = "regnetmamba2"
+            resolve_matcher(chosen)
+            MATCHER = chosen
         except MatcherUnavailable as e:
             print(f"note: {e}\\n  -> falling back to the CFOG-style matcher")
             MATCHER = "cfog"

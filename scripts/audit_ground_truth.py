@@ -16,15 +16,14 @@ import argparse
 import csv
 import io
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from geomreg.data.gt_audit import AuditConfig, audit_pair
 from geomreg.data.manifest import GT_FIX_COLUMNS, DatasetError, load_pair, read_manifest
+from geomreg.evaluation.report import write_atomic
 
 COLUMNS = GT_FIX_COLUMNS[:2] + ("modality", "given_angle_deg", "found_angle_deg", "ncc_given", "ncc_found", "n_inliers", "error_px", "reason") + GT_FIX_COLUMNS[2:]
 
@@ -52,11 +51,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

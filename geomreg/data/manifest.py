@@ -33,17 +33,22 @@ class PairRecord:
     h_fixed: tuple[float, ...] | None = None
 
 
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of a CSV file that must have the `required` columns (DatasetError naming the file otherwise)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing columns {missing}")
+        return list(reader)
+
+
 def read_manifest(root: str | Path) -> list[PairRecord]:
     root = Path(root)
     manifest = root / "MANIFEST.csv"
     if not manifest.is_file():
         raise DatasetError(f"{root}: no MANIFEST.csv in the dataset directory")
-    with manifest.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{manifest}: missing columns {missing}")
-        rows = list(reader)
+    rows = _read_csv(manifest, REQUIRED_COLUMNS)
     records = []
     for row in rows:
         pid = row["pair_id"]
@@ -117,23 +122,18 @@ def read_gt_fixes(path: str | Path) -> dict[str, tuple[float, ...] | None]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: ground-truth fixes file not found")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in GT_FIX_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: missing columns {missing}")
-        fixes: dict[str, tuple[float, ...] | None] = {}
-        for row in reader:
-            if row["verdict"] == "unverified":
-                fixes[row["pair_id"]] = None
-                continue
-            try:
-                H = np.array([float(row[f"h{i}{j}"]) for i in range(3) for j in range(3)])
-            except ValueError:
-                raise DatasetError(f"{path}: pair {row['pair_id']}: malformed matrix") from None
-            if not np.all(np.isfinite(H)) or abs(np.linalg.det(H.reshape(3, 3))) < 1e-12:
-                raise DatasetError(f"{path}: pair {row['pair_id']}: not a finite, invertible matrix")
-            fixes[row["pair_id"]] = tuple(float(v) for v in H)
+    fixes: dict[str, tuple[float, ...] | None] = {}
+    for row in _read_csv(path, GT_FIX_COLUMNS):
+        if row["verdict"] == "unverified":
+            fixes[row["pair_id"]] = None
+            continue
+        try:
+            H = np.array([float(row[f"h{i}{j}"]) for i in range(3) for j in range(3)])
+        except ValueError:
+            raise DatasetError(f"{path}: pair {row['pair_id']}: malformed matrix") from None
+        if not np.all(np.isfinite(H)) or abs(np.linalg.det(H.reshape(3, 3))) < 1e-12:
+            raise DatasetError(f"{path}: pair {row['pair_id']}: not a finite, invertible matrix")
+        fixes[row["pair_id"]] = tuple(float(v) for v in H)
     return fixes
 
 

@@ -5,7 +5,8 @@
 
 One row per audited pair: the verdict (confirmed / corrected / unverified), the given and found rotation,
 descriptor correlations, CFOG inliers, the given ground truth's error against the estimate, and the estimated
-H_mov_to_ref (h00..h22; empty when unverified). Training and the benchmarks read the file with
+H_mov_to_ref (h00..h22; empty when unverified). `--summarize CSV` prints the statistics of an existing file
+(the numbers quoted in data_audit/README.md) without auditing again. Training and the benchmarks read the file with
 ``--gt-fixes`` (``gt_fixes`` in a training config): corrected and confirmed pairs use the estimate,
 unverified pairs are left out.
 """
@@ -19,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from geomreg.data.gt_audit import AuditConfig, audit_pair
@@ -54,8 +56,35 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def summary(rows: list[dict]) -> str:
+    """Verdict counts, and over the verified pairs: the given matrices' error, angle error and CFOG inliers."""
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("confirmed", "corrected", "unverified")}
+    lines = [f"{len(rows)} pairs audited: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
+    ok = [r for r in rows if r["verdict"] != "unverified"]
+    if ok:
+        err = np.array([float(r["error_px"]) for r in ok])
+        ang = np.array([float(r["found_angle_deg"]) - float(r["given_angle_deg"]) for r in ok])
+        ang = np.abs((ang + 180.0) % 360.0 - 180.0)
+        inl = np.array([int(r["n_inliers"]) for r in ok])
+        q = lambda a: "median {:.1f}, 10th pct {:.1f}, 90th pct {:.1f}, max {:.1f}".format(*np.percentile(a, [50, 10, 90, 100]))  # noqa: E731
+        lines += [
+            f"given matrix error (px): {q(err)}",
+            f"angle error (deg): {q(ang)}; above 44 deg: {np.mean(ang > 44):.0%}",
+            f"CFOG inliers: {inl.min()}-{inl.max()}, median {np.median(inl):.1f}",
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--summarize", type=Path, help="print the statistics of an existing audit CSV and exit")
+    args, _ = ap.parse_known_args(argv)
+    if args.summarize:
+        if not args.summarize.is_file():
+            print(f"error: {args.summarize}: no such file", file=sys.stderr)
+            return 2
+        print(summary(list(csv.DictReader(args.summarize.open(encoding="utf-8")))))
+        return 0
     ap.add_argument("--data", type=Path, required=True, help="dataset directory with MANIFEST.csv")
     ap.add_argument("--modality", action="append", help="audit pairs of this modality (repeatable; default: all)")
     ap.add_argument("--pairs", help="comma-separated pair ids (default: every pair of the modalities)")
@@ -82,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_csv(args.out, rows)
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("confirmed", "corrected", "unverified")}
-    print(f"{len(rows)} pairs audited: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" -> {args.out}")
+    print(summary(rows) + f"\n-> {args.out}")
     return 0
 
 

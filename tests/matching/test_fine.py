@@ -1,7 +1,7 @@
 import torch
 
 from geomreg.matching.config import FineConfig
-from geomreg.matching.fine import FineMatching, anchor_fine_xy, gather_windows
+from geomreg.matching.fine import FineMatching, anchor_fine_xy, gather_windows, local_expectation
 
 
 def test_expectation_and_variance_of_a_synthetic_peak():
@@ -42,3 +42,44 @@ def test_fine_module_output_shapes_and_bounds():
 def test_anchor_positions():
     xy = anchor_fine_xy(torch.tensor([0, 1, 8, 9]), 8)
     assert xy.tolist() == [[2, 2], [6, 2], [2, 6], [6, 6]]
+
+
+def _broad_peak(offsets: torch.Tensor, target: torch.Tensor, floor: float) -> torch.Tensor:
+    """A peak at the target over a flat floor of probability across the window (as broad heatmaps have)."""
+    logits = -((offsets - target) ** 2).sum(-1) / (2 * 0.4**2)
+    heat = torch.softmax(logits, 0) + floor
+    return heat / heat.sum()
+
+
+def test_local_expectation_is_not_pulled_toward_the_centre():
+    offsets = FineMatching(FineConfig(window=5), c_fine=8, c_coarse=8).offsets
+    target = torch.tensor([1.6, -1.2])
+    heat = _broad_peak(offsets, target, floor=0.03)[None]  # [1, 25]
+    full = heat @ offsets
+    local = local_expectation(heat, offsets, radius=1)
+    assert (full[0] - target).norm() > 0.4  # the floor drags the whole-window expectation toward 0
+    assert (local[0] - target).norm() < 0.15
+    assert (full[0].abs() < target.abs()).all()  # under-reaching, component by component
+
+
+def test_local_expectation_at_the_window_edge_uses_the_cells_inside():
+    offsets = FineMatching(FineConfig(window=5), c_fine=8, c_coarse=8).offsets
+    heat = torch.zeros(1, 25)
+    heat[0, 24] = 0.7  # corner (2, 2)
+    heat[0, 23] = 0.3  # its neighbour (1, 2)
+    assert torch.allclose(local_expectation(heat, offsets, 1), torch.tensor([[1.7, 2.0]]))
+
+
+def test_training_uses_the_whole_window_and_inference_the_local_estimate():
+    torch.manual_seed(0)
+    fm = FineMatching(FineConfig(window=5, dim=16, heads=2, local_radius=1), c_fine=8, c_coarse=12)
+    fine, coarse = torch.randn(1, 8, 32, 32), torch.randn(1, 64, 12)
+    idx, batch = torch.tensor([9, 18, 27]), torch.zeros(3, dtype=torch.long)
+    train = fm.train()(fine, fine, coarse, coarse, batch, idx, idx, 8)
+    infer = fm.eval()(fine, fine, coarse, coarse, batch, idx, idx, 8)
+    flat = infer.heatmap.reshape(3, -1)
+    assert torch.allclose(train.offset, flat @ fm.offsets, atol=1e-5)
+    assert torch.allclose(infer.offset, local_expectation(flat, fm.offsets, 1), atol=1e-5)
+    whole = FineMatching(FineConfig(window=5, dim=16, heads=2, local_radius=0), c_fine=8, c_coarse=12)
+    whole.load_state_dict(fm.state_dict())
+    assert torch.allclose(whole.eval()(fine, fine, coarse, coarse, batch, idx, idx, 8).offset, train.offset, atol=1e-5)

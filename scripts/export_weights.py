@@ -33,9 +33,13 @@ def main() -> None:
                     "(what users run; default); crops: training's 256 px validation crops")
     ap.add_argument("--max-pairs", type=int, default=10, help="validation pairs per modality for --tune-on whole")
     ap.add_argument("--gt-fixes", type=Path, help="audited ground truth (scripts/audit_ground_truth.py) for the validation pairs")
+    ap.add_argument("--chunk-sizes", help="SSD chunk lengths per scale for inference, e.g. 8,16,32 (benchmarks/ssd_chunks.py "
+                    "measures the fastest; a speed setting: the weights and the results do not depend on it)")
     args = ap.parse_args()
     ck = read_checkpoint(args.checkpoint)
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
+    if args.chunk_sizes:
+        model.set_chunk_sizes(tuple(int(c) for c in args.chunk_sizes.split(",")))
     tuning = None
     if args.data is not None:
         thresholds = [float(t) for t in args.thresholds.split(",")]

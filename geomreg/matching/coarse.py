@@ -48,18 +48,17 @@ def dual_softmax(sim: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) 
 
 
 def dual_softmax_maxima(
-    sim: torch.Tensor, scale: float, mask_a: torch.Tensor, mask_b: torch.Tensor
+    E: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row maxima/argmax and column argmax of the dual-softmax matrix without building it (inference).
 
-    sim [B, La, Lb] = scale * cosine similarity, so sim <= scale everywhere. With E = exp(sim - scale),
-    row sums r and column sums c, the dual softmax is P_ij = E_ij^2 / (r_i c_j): one exponential instead of
-    two softmaxes, and the maxima follow from E scaled by c^-1/2 (rows) or r^-1/2 (columns), since squaring
-    is monotonic on E >= 0. Exact in exact arithmetic; needs scale <= 40 so that exp(-2 scale) stays a normal
-    float32 (callers fall back to the full matrix beyond that).
+    E [B, La, Lb] = exp(sim - scale), where sim = scale * cosine similarity <= scale (``shifted_exp_similarity``;
+    overwritten here). With row sums r and column sums c, the dual softmax is P_ij = E_ij^2 / (r_i c_j): one
+    exponential instead of two softmaxes, and the maxima follow from E scaled by c^-1/2 (rows) or r^-1/2
+    (columns), since squaring is monotonic on E >= 0. Exact in exact arithmetic; needs scale <= 40 so that
+    exp(-2 scale) stays a normal float32 (callers fall back to the full matrix beyond that).
     Returns row_max [B, La], row_arg [B, La], col_arg [B, Lb].
     """
-    E = torch.exp(sim - scale)
     if _any_masked(mask_a, mask_b):
         E.mul_(mask_a[:, :, None]).mul_(mask_b[:, None, :])
     r = E.sum(dim=2).clamp_min(1e-30)  # [B, La]
@@ -138,16 +137,29 @@ class CoarseMatching(nn.Module):
         scale = self.log_scale.exp().clamp(max=100.0)
         return torch.einsum("bmc,bnc->bmn", fa, fb) * scale, scale
 
+    def shifted_exp_similarity(self, fa: torch.Tensor, fb: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """exp(similarity - scale) [B, La, Lb] and the scale: the inference path's only full-size matrix.
+
+        One product and an in-place exponential: the scale and the shift are folded into the features as an extra
+        channel, [scale * fa, -scale] . [fb, 1] = scale * cos - scale. At 512 px the matrix has 16.7 M entries
+        and every extra pass over it costs tens of ms.
+        """
+        fa = F.normalize(self.proj(fa).float(), dim=-1)
+        fb = F.normalize(self.proj(fb).float(), dim=-1)
+        scale = float(self.log_scale.exp().clamp(max=100.0))
+        fa = torch.cat([fa * scale, fa.new_full((*fa.shape[:-1], 1), -scale)], dim=-1)  # [B, La, C + 1]
+        fb = torch.cat([fb, fb.new_ones((*fb.shape[:-1], 1))], dim=-1)  # [B, Lb, C + 1]
+        return torch.bmm(fa, fb.transpose(1, 2)).exp_(), scale
+
     def probabilities(self, fa: torch.Tensor, fb: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
         return dual_softmax(self.similarity(fa, fb)[0], mask_a, mask_b)  # [B, La, Lb]
 
     def forward(self, fa, fb, mask_a, mask_b, hw_a, hw_b) -> CoarseResult:
-        sim, scale = self.similarity(fa, fb)
-        if not torch.is_grad_enabled() and float(scale) <= _MAX_SCALE_FOR_MAXIMA:
+        if not torch.is_grad_enabled() and float(self.log_scale.exp()) <= _MAX_SCALE_FOR_MAXIMA:
             # Inference: only the row/column maxima are needed (the matrix is 16.7 M entries at 512 px).
-            maxima = dual_softmax_maxima(sim, float(scale), mask_a, mask_b)
+            maxima = dual_softmax_maxima(self.shifted_exp_similarity(fa, fb)[0], mask_a, mask_b)
             return CoarseResult(None, matches_from_maxima(*maxima, mask_a, mask_b, hw_a, hw_b, self.cfg))
-        prob = dual_softmax(sim, mask_a, mask_b)
+        prob = dual_softmax(self.similarity(fa, fb)[0], mask_a, mask_b)
         with torch.no_grad():
             matches = select_matches(prob, mask_a, mask_b, hw_a, hw_b, self.cfg)
         return CoarseResult(prob, matches)

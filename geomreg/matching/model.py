@@ -23,6 +23,7 @@ from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.encoder import Pyramid, SiameseEncoder
 from geomreg.matching.fine import FineMatching, FineResult, anchor_fine_xy
 from geomreg.matching.msf import MultiScaleFusion
+from geomreg.nn.mamba2 import MixerConfig
 
 STRIDE_COARSE = 8
 STRIDE_FINE = 2
@@ -71,6 +72,23 @@ class RegNetMamba2(nn.Module):
         coarse_cfg = replace(self.cfg.coarse, threshold=threshold)
         self.coarse.cfg = coarse_cfg
         self.cfg = replace(self.cfg, coarse=coarse_cfg)
+        return self
+
+    def set_chunk_sizes(self, sizes: tuple[int, int, int]) -> "RegNetMamba2":
+        """Set the SSD chunk length of each scale (1/2, 1/4, 1/8) in place.
+
+        The chunk length decides how the scan is computed, not what it computes (outputs agree to float
+        rounding), so it is a speed setting: benchmarks/ssd_chunks.py measures the fastest for a machine.
+        """
+        sizes = tuple(int(c) for c in sizes)
+        if len(sizes) != 3 or min(sizes) < 1:
+            raise ValueError(f"set_chunk_sizes: three positive chunk lengths expected, got {sizes}")
+        per_scale = ((self.encoder.stage2, self.cmi.scales[0]), (self.encoder.stage4, self.cmi.scales[1]), (self.encoder.stage8, self.cmi.scales[2]))
+        for chunk, modules in zip(sizes, per_scale):
+            for mod in (m for part in modules for m in part.modules()):
+                if isinstance(getattr(mod, "cfg", None), MixerConfig):
+                    mod.cfg = replace(mod.cfg, chunk_size=chunk)
+        self.cfg = replace(self.cfg, encoder=replace(self.cfg.encoder, chunk_sizes=sizes))
         return self
 
     def forward(

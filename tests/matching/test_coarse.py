@@ -63,7 +63,9 @@ def test_maxima_without_the_matrix_equal_the_full_dual_softmax():
     with torch.no_grad():
         sim, scale = cm.similarity(fa, fb)
         prob = dual_softmax(sim, mask_a, mask_b)
-        row_max, row_arg, col_arg = dual_softmax_maxima(sim.clone(), float(scale), mask_a, mask_b)
+        E, shift = cm.shifted_exp_similarity(fa, fb)
+        assert shift == float(scale) and torch.allclose(E, torch.exp(sim - scale), atol=1e-6)
+        row_max, row_arg, col_arg = dual_softmax_maxima(E, mask_a, mask_b)
         assert torch.allclose(row_max, prob.max(dim=2).values, atol=1e-6)
         assert torch.equal(row_arg, prob.argmax(dim=2)) and torch.equal(col_arg, prob.argmax(dim=1))
         fast = cm(fa, fb, mask_a, mask_b, (8, 8), (8, 8))  # inference path: no matrix

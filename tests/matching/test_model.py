@@ -63,3 +63,41 @@ def test_set_coarse_threshold_changes_what_the_model_runs_at():
     m = RegNetMamba2()
     assert m.set_coarse_threshold(0.03) is m
     assert m.cfg.coarse.threshold == 0.03 and m.coarse.cfg.threshold == 0.03
+
+
+def test_chunk_sizes_change_the_speed_not_the_result():
+    from geomreg.nn.mamba2 import MixerConfig
+
+    torch.manual_seed(0)
+    m = RegNetMamba2().eval()
+    img_a = torch.rand(1, 1, 64, 96)
+    img_b = torch.roll(img_a, shifts=(3, 5), dims=(2, 3))
+    ones = torch.ones(2, 1, 64, 96, dtype=torch.bool)
+
+    def features():  # encoder and CMI: every SSD scan of the network
+        pyr = m.encoder(torch.cat([img_a, img_b]), ones)
+        pa, pb = m.cmi(*_halves(pyr))
+        return [pa.f2, pa.f4, pa.f8, pb.f2, pb.f4, pb.f8]
+
+    with torch.no_grad():
+        before = features()
+        assert m.set_chunk_sizes((5, 32, 7)) is m  # odd lengths: the scans pad their last chunk
+        after = features()
+        assert isinstance(m(img_a, img_b), RegNetOutput)
+    assert m.cfg.encoder.chunk_sizes == (5, 32, 7)
+    for scale, chunk in enumerate((5, 32, 7)):
+        cfgs = [mod.cfg for mod in m.cmi.scales[scale].modules() if isinstance(getattr(mod, "cfg", None), MixerConfig)]
+        assert cfgs and all(c.chunk_size == chunk for c in cfgs)
+    for f0, f1 in zip(before, after):
+        assert torch.allclose(f0, f1, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="three positive"):
+        m.set_chunk_sizes((8, 0, 8))
+
+
+def _halves(pyr):
+    from geomreg.matching.encoder import Pyramid
+
+    n = pyr.f2.shape[0] // 2
+    a = Pyramid(pyr.f2[:n], pyr.f4[:n], pyr.f8[:n], pyr.hw2, pyr.hw4, pyr.hw8)
+    b = Pyramid(pyr.f2[n:], pyr.f4[n:], pyr.f8[n:], pyr.hw2, pyr.hw4, pyr.hw8)
+    return a, b

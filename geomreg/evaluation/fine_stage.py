@@ -35,10 +35,14 @@ class FineStageStats:
     fine_median_px: float  # error after the fine stage, over correct matches
     fine_within_1px: float  # fraction of correct matches refined to within 1 px
     std_median: float  # the fine stage's own uncertainty (1/2-resolution px)
+    # Least-squares gain g of truth ~ g x predicted offset (both from B's anchor): 1 for an unbiased fine stage,
+    # above 1 when its positions stop short of the truth (pulled toward the window centre).
+    gain: float = float("nan")
 
 
-def _errors(model: RegNetMamba2, inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(anchor error, refined error, fine std) of every coarse match of one instance, in pixels.
+def _errors(model: RegNetMamba2, inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor error, refined error, fine std) of every coarse match of one instance, in pixels, and the true
+    and predicted offsets from B's anchor [M, 2].
 
     The truth relative to B's anchor is the fine stage's own training target (`fine_offsets`, 1/2-resolution px).
     """
@@ -48,7 +52,7 @@ def _errors(model: RegNetMamba2, inst: Instance) -> tuple[np.ndarray, np.ndarray
         truth = fine_offsets(torch.from_numpy(inst.H_ab).float()[None], out.fine_matches, out.hw8)  # [M, 2]
     anchor_err = STRIDE_FINE * truth.norm(dim=-1)
     fine_err = STRIDE_FINE * (truth - out.fine.offset).norm(dim=-1)
-    return anchor_err.numpy(), fine_err.numpy(), out.fine.std.numpy()
+    return anchor_err.numpy(), fine_err.numpy(), out.fine.std.numpy(), truth.numpy(), out.fine.offset.numpy()
 
 
 def fine_stage_stats(model: RegNetMamba2, pairs: list[CachedPair], size: int = 256, seed: int = 0) -> list[FineStageStats]:
@@ -62,12 +66,14 @@ def fine_stage_stats(model: RegNetMamba2, pairs: list[CachedPair], size: int = 2
                 inst = make_instance(pair, size, rng, WarpRange(), scale_span=4.0)
             else:
                 inst = make_self_instance(pair, size, rng, WarpRange(), scale_span=4.0)
-            anchor, fine, std = _errors(model, inst)
+            anchor, fine, std, truth, pred = _errors(model, inst)
             ok = anchor < CORRECT_ANCHOR_PX
             a = acc[(pair.record.modality, kind)]
             a["anchor"] += list(anchor[ok])
             a["fine"] += list(fine[ok])
             a["std"] += list(std[ok])
+            a["truth"] += list(truth[ok])
+            a["pred"] += list(pred[ok])
             a["n"].append(len(anchor))
     out = []
     for (modality, kind), a in sorted(acc.items()):
@@ -75,9 +81,15 @@ def fine_stage_stats(model: RegNetMamba2, pairs: list[CachedPair], size: int = 2
         med = lambda v: float(np.median(v)) if len(v) else float("nan")  # noqa: E731
         out.append(
             FineStageStats(modality, kind, int(sum(a["n"])), len(fine), med(anchor), med(fine),
-                           float(np.mean(fine < 1.0)) if len(fine) else float("nan"), med(a["std"]))
+                           float(np.mean(fine < 1.0)) if len(fine) else float("nan"), med(a["std"]),
+                           _gain(np.array(a["truth"]), np.array(a["pred"])))
         )
     return out
+
+
+def _gain(truth: np.ndarray, pred: np.ndarray) -> float:
+    denom = float((pred * pred).sum()) if len(pred) else 0.0
+    return float((pred * truth).sum()) / denom if denom > 0 else float("nan")
 
 
 def overall(stats: list[FineStageStats], kind: str) -> dict[str, float]:
@@ -88,7 +100,7 @@ def overall(stats: list[FineStageStats], kind: str) -> dict[str, float]:
         return {}
     avg = lambda f: float(np.average([f(s) for s in rows], weights=w))  # noqa: E731
     return {"anchor_median_px": avg(lambda s: s.anchor_median_px), "fine_median_px": avg(lambda s: s.fine_median_px),
-            "fine_within_1px": avg(lambda s: s.fine_within_1px), "correct": int(w.sum())}
+            "fine_within_1px": avg(lambda s: s.fine_within_1px), "gain": avg(lambda s: s.gain), "correct": int(w.sum())}
 
 
 def as_rows(stats: list[FineStageStats]) -> list[dict]:

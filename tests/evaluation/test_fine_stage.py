@@ -21,5 +21,15 @@ def test_fine_stage_stats_cover_every_modality_and_both_kinds(tiny_dataset):
         if s.correct:
             # an anchor error is at most the window reach; the window's expectation cannot leave the window
             assert 0 <= s.anchor_median_px < 6.0 and 0 <= s.fine_median_px < 11.0
+            assert np.isfinite(s.gain) or s.correct == 0
     o = overall(stats, "self")
     assert not o or np.isfinite(o["fine_median_px"])
+
+
+def test_gain_measures_how_far_predictions_reach():
+    from geomreg.evaluation.fine_stage import _gain
+
+    truth = np.array([[1.0, -2.0], [0.5, 1.5], [-1.0, 0.0]])
+    assert np.isclose(_gain(truth, truth), 1.0)
+    assert np.isclose(_gain(truth, 0.8 * truth), 1.25)  # predictions stopping 20 % short
+    assert np.isnan(_gain(np.zeros((0, 2)), np.zeros((0, 2))))

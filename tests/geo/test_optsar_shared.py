@@ -49,8 +49,8 @@ def test_optical_sar_default_matcher(shifted):
 
 
 def test_optical_sar_network_polished_by_cfog(shifted):
-    # The network's homography as the start for CFOG's finest pass: the tie points follow the pair's scale and
-    # shear, which the network's own tie points under-follow (benchmarks/optsar_geo.py).
+    # The network's homography as the start for CFOG's finest pass, which places the tie points around it
+    # (0.92 px against the network's own 1.78 px; benchmarks/optsar_geo.py).
     ref, mov, truth = shifted
     reg = geomreg.register(ref, mov, matcher="regnetmamba2+cfog", tile_size=320, overlap=32, progress=False, transform="affine", device="cpu")
     assert reg.status == "registered", reg.reason

@@ -130,12 +130,16 @@ class CoarseMatching(nn.Module):
         # Learned similarity scale (an inverse temperature) instead of a hand-fixed one.
         self.log_scale = nn.Parameter(torch.tensor(cfg.init_log_scale))
 
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp().clamp(max=100.0)
+
+    def descriptors(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(f).float(), dim=-1)  # [B, L, C] -> unit matching descriptors [B, L, dim]
+
     def similarity(self, fa: torch.Tensor, fb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # fa [B, La, C], fb [B, Lb, C] -> scaled cosine similarity [B, La, Lb] and the scale
-        fa = F.normalize(self.proj(fa).float(), dim=-1)
-        fb = F.normalize(self.proj(fb).float(), dim=-1)
-        scale = self.log_scale.exp().clamp(max=100.0)
-        return torch.einsum("bmc,bnc->bmn", fa, fb) * scale, scale
+        scale = self.scale()
+        return torch.einsum("bmc,bnc->bmn", self.descriptors(fa), self.descriptors(fb)) * scale, scale
 
     def shifted_exp_similarity(self, fa: torch.Tensor, fb: torch.Tensor) -> tuple[torch.Tensor, float]:
         """exp(similarity - scale) [B, La, Lb] and the scale: the inference path's only full-size matrix.
@@ -144,9 +148,7 @@ class CoarseMatching(nn.Module):
         channel, [scale * fa, -scale] . [fb, 1] = scale * cos - scale. At 512 px the matrix has 16.7 M entries
         and every extra pass over it costs tens of ms.
         """
-        fa = F.normalize(self.proj(fa).float(), dim=-1)
-        fb = F.normalize(self.proj(fb).float(), dim=-1)
-        scale = float(self.log_scale.exp().clamp(max=100.0))
+        fa, fb, scale = self.descriptors(fa), self.descriptors(fb), float(self.scale())
         fa = torch.cat([fa * scale, fa.new_full((*fa.shape[:-1], 1), -scale)], dim=-1)  # [B, La, C + 1]
         fb = torch.cat([fb, fb.new_ones((*fb.shape[:-1], 1))], dim=-1)  # [B, Lb, C + 1]
         return torch.bmm(fa, fb.transpose(1, 2)).exp_(), scale
@@ -155,7 +157,7 @@ class CoarseMatching(nn.Module):
         return dual_softmax(self.similarity(fa, fb)[0], mask_a, mask_b)  # [B, La, Lb]
 
     def forward(self, fa, fb, mask_a, mask_b, hw_a, hw_b) -> CoarseResult:
-        if not torch.is_grad_enabled() and float(self.log_scale.exp()) <= _MAX_SCALE_FOR_MAXIMA:
+        if not torch.is_grad_enabled() and float(self.scale()) <= _MAX_SCALE_FOR_MAXIMA:
             # Inference: only the row/column maxima are needed (the matrix is 16.7 M entries at 512 px).
             maxima = dual_softmax_maxima(self.shifted_exp_similarity(fa, fb)[0], mask_a, mask_b)
             return CoarseResult(None, matches_from_maxima(*maxima, mask_a, mask_b, hw_a, hw_b, self.cfg))

@@ -4,8 +4,8 @@ the soft-argmax expectation with its variance (sub-pixel position and an uncerta
 At inference the position is the expectation over the heatmap's peak and its neighbours only (a local
 soft-argmax). The expectation over the whole window is pulled toward the window centre by the probability mass
 far from the peak: with heatmaps as broad as this network's (peak probability about 0.2), it reached only
-about three quarters of the true offset on exactly known self pairs (the regression slope of the truth on the
-prediction was 1.35), which shows as tie points under-following scale and shear. Training keeps the full
+about three quarters of the true offset on exactly known self pairs (the least-squares gain of the truth on the
+prediction was 1.35; benchmarks/fine_stage.py), which shows as tie points under-following scale and shear. Training keeps the full
 expectation: its gradient reaches every position of the window.
 """
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from geomreg.matching.config import RegNetMamba2Config
-from geomreg.matching.model import Correspondences, RegNetMamba2, RegNetOutput
+from geomreg.matching.model import Correspondences, RegNetMamba2, RegNetOutput, _split_pyramid
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_chunk_sizes_change_the_speed_not_the_result():
 
     def features():  # encoder and CMI: every SSD scan of the network
         pyr = m.encoder(torch.cat([img_a, img_b]), ones)
-        pa, pb = m.cmi(*_halves(pyr))
+        pa, pb = m.cmi(*_split_pyramid(pyr, 1))
         return [pa.f2, pa.f4, pa.f8, pb.f2, pb.f4, pb.f8]
 
     with torch.no_grad():
@@ -93,11 +93,3 @@ def test_chunk_sizes_change_the_speed_not_the_result():
     with pytest.raises(ValueError, match="three positive"):
         m.set_chunk_sizes((8, 0, 8))
 
-
-def _halves(pyr):
-    from geomreg.matching.encoder import Pyramid
-
-    n = pyr.f2.shape[0] // 2
-    a = Pyramid(pyr.f2[:n], pyr.f4[:n], pyr.f8[:n], pyr.hw2, pyr.hw4, pyr.hw8)
-    b = Pyramid(pyr.f2[n:], pyr.f4[n:], pyr.f8[n:], pyr.hw2, pyr.hw4, pyr.hw8)
-    return a, b

@@ -35,7 +35,11 @@ def main() -> None:
     ap.add_argument("--gt-fixes", type=Path, help="audited ground truth (scripts/audit_ground_truth.py) for the validation pairs")
     ap.add_argument("--chunk-sizes", help="SSD chunk lengths per scale for inference, e.g. 8,16,32 (benchmarks/ssd_chunks.py "
                     "measures the fastest; a speed setting: the weights and the results do not depend on it)")
+    ap.add_argument("--score-only", action="store_true",
+                    help="print the validation scores at --thresholds and stop: compare candidate checkpoints without exporting")
     args = ap.parse_args()
+    if args.score_only and args.data is None:
+        ap.error("--score-only needs --data")
     ck = read_checkpoint(args.checkpoint)
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
     if args.chunk_sizes:
@@ -47,6 +51,8 @@ def main() -> None:
             model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes)
         else:
             model, tuning = tune_threshold(model, ck, args.data, thresholds)
+        if args.score_only:
+            return
         ck["validation"] = tuning["best_metrics"]
     card = {
         "model": "RegNetMamba-2 (geomreg's own implementation and training; not the paper's weights)",
@@ -90,7 +96,10 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
     results = {t: r.metrics for t, r in runs.items()}
     score = {t: r.score for t, r in runs.items()}
     for t in thresholds:
-        print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({results[t]['all/n']} instances)")
+        m = results[t]
+        print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({m['all/n']} instances; success@3 "
+              f"{m['all/success@3']:.2f}, optical-SAR success@3 {m.get('opt-sar/success@3', float('nan')):.2f}, "
+              f"NCM {m.get('opt-sar/ncm', float('nan')):.0f})")
     best = max(thresholds, key=lambda t: score[t])
     return model.set_coarse_threshold(best), {"scores": {str(t): v for t, v in score.items()}, "chosen": best, "best_metrics": results[best]}
 

@@ -1,0 +1,47 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from geomreg.matching.model import RegNetMamba2
+
+_SPEC = importlib.util.spec_from_file_location("export_weights", Path(__file__).parents[2] / "scripts" / "export_weights.py")
+export = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(export)
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = RegNetMamba2()
+    path = tmp_path / "ck.pt"
+    torch.save({"model": model.state_dict(), "config": model.cfg.to_dict(), "step": 7, "train_config": {}}, path)
+    return path
+
+
+def test_score_only_prints_the_scores_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
+    chosen = {}
+
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None):
+        chosen["thresholds"] = thresholds
+        print("threshold 0.02: whole-image validation score 0.500")
+        return model, {"scores": {"0.02": 0.5}, "chosen": 0.02, "best_metrics": {}}
+
+    def no_export(*a, **k):
+        raise AssertionError("--score-only must not export")
+
+    monkeypatch.setattr(export, "tune_threshold_whole", fake_tune)
+    monkeypatch.setattr(export, "export_packaged", no_export)
+    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(checkpoint), "--data", str(tmp_path), "--thresholds", "0.02", "--score-only"])
+    export.main()
+    assert chosen["thresholds"] == [0.02]
+    assert "validation score 0.500" in capsys.readouterr().out
+
+
+def test_score_only_needs_data(checkpoint, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(checkpoint), "--score-only"])
+    with pytest.raises(SystemExit) as exc:
+        export.main()
+    assert exc.value.code == 2

@@ -16,10 +16,13 @@ import click
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), help="Training checkpoint to continue from (e.g. OUT/last.pt).")
 @click.option("--init-weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Start from these weights with a fresh optimiser (e.g. geomreg/weights/regnetmamba2.pt).")
+@click.option("--model-config", "model_config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help='JSON of RegNetMamba2Config fields to change, e.g. {"encoder": {"self_blocks": [0, 0, 1]}}: over the '
+              "--init-weights design (a slimmer design warm-started from those weights) or the default one.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (a checkpoint is written).")
 @click.option("--max-steps", type=int, default=None)
-def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, init_weights: Path | None, device: str, max_minutes, max_steps) -> None:
+def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, init_weights: Path | None, model_config_file: Path | None, device: str, max_minutes, max_steps) -> None:
     """Train RegNetMamba-2 on a dataset directory (resumable)."""
     from dataclasses import replace
 
@@ -44,8 +47,11 @@ def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resum
             cfg = replace(cfg, max_steps=max_steps)
         if resume is not None and init_weights is not None:
             raise ValueError("--resume and --init-weights exclude each other")
-        res = train(data_dir, out_dir, cfg, resume=resume, init_weights=init_weights, device=device)
-    except (DatasetError, CheckpointError, ValueError) as exc:
+        overrides = json.loads(model_config_file.read_text()) if model_config_file is not None else None
+        if overrides is not None and not isinstance(overrides, dict):
+            raise ValueError(f"{model_config_file}: expected a JSON object of config sections")
+        res = train(data_dir, out_dir, cfg, resume=resume, init_weights=init_weights, model_overrides=overrides, device=device)
+    except (DatasetError, CheckpointError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     if res is not None:

@@ -25,6 +25,7 @@ from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
+from geomreg.train.warm_start import merge_config, slim_from
 from geomreg.train.whole_validation import WholeImageValidation, build_whole_validation
 
 log = logging.getLogger(__name__)
@@ -168,12 +169,15 @@ def train(
     resume: str | Path | None = None,
     init_weights: str | Path | None = None,
     model_config: RegNetMamba2Config | None = None,
+    model_overrides: dict | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> ValidationResult | None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
+    if resume is not None and model_overrides:
+        raise ValueError("a resumed run keeps its design: change it with --init-weights and --model-config")
     if resume is not None:
         state, saved_cfg = restore(Path(resume), dev)
         cfg = cfg or saved_cfg
@@ -187,12 +191,22 @@ def train(
         card = packaged_card() if Path(init_weights).resolve() == PACKAGED_WEIGHTS.resolve() else None
         step = int(card.get("steps", 0)) if card else 0
         history = list(card.get("training_legs", [])) if card else []
+        if card is None:  # a training checkpoint carries its own step count and legs
+            ck = read_checkpoint(init_weights)
+            step, history = int(ck.get("step", 0)), list(ck.get("history", []))
+        if model_overrides:
+            model, dropped = slim_from(model.cpu(), merge_config(model.cfg, model_overrides))
+            model = model.to(dev).train()
+            history.append({"slimmed": model_overrides, "dropped_entries": len(dropped), "at_step": step})
         state = TrainState(model, make_optimizer(model, cfg), step, -1.0, history)
         log.info("initialised from %s (step %d, fresh optimiser)", init_weights, step)
     else:
         cfg = cfg or TrainConfig()
         torch.manual_seed(cfg.seed)
-        model = RegNetMamba2(model_config or RegNetMamba2Config()).to(dev)
+        model_config = model_config or RegNetMamba2Config()
+        if model_overrides:
+            model_config = merge_config(model_config, model_overrides)
+        model = RegNetMamba2(model_config).to(dev)
         state = TrainState(model, make_optimizer(model, cfg), 0, -1.0, [])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from geomreg.matching.config import EncoderConfig, RegNetMamba2Config
+from geomreg.matching.model import RegNetMamba2
+from geomreg.train.cli_cmd import train_command
+from geomreg.train.trainer import restore
+from geomreg.train.warm_start import merge_config, slim_from
+
+from .test_trainer import TINY
+
+FULL = RegNetMamba2Config(encoder=EncoderConfig(self_blocks=(1, 1, 1), cmi_layers=(1, 1, 2), cmi_self=(False, False, True)))
+
+
+def test_merge_config_changes_only_the_named_fields():
+    slim = merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}, "coarse": {"threshold": 0.05}})
+    assert slim.encoder.self_blocks == (0, 0, 1)
+    assert slim.encoder.cmi_layers == (1, 1, 2) and slim.encoder.cmi_self == (False, False, True)
+    assert slim.coarse.threshold == 0.05 and slim.fine == FULL.fine
+
+
+@pytest.mark.parametrize("overrides", [{"encoder": {"self_block": [0, 0, 1]}}, {"decoder": {}}, {"encoder": [0]}])
+def test_merge_config_rejects_unknown_names(overrides):
+    with pytest.raises(ValueError, match="unknown"):
+        merge_config(FULL, overrides)
+
+
+def test_slim_from_copies_every_kept_weight_and_names_the_dropped_ones():
+    torch.manual_seed(0)
+    source = RegNetMamba2(FULL)
+    slim, dropped = slim_from(source, merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1], "cmi_self": [False] * 3}}))
+    src = source.state_dict()
+    assert all(torch.equal(v, src[k]) for k, v in slim.state_dict().items())
+    assert any(k.startswith("encoder.stage2.blocks.0.") for k in dropped)
+    assert any(".self_block." in k for k in dropped) and not any(k.startswith("encoder.stage8.") for k in dropped)
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in source.parameters())
+
+
+def test_slim_from_refuses_a_design_that_is_not_a_sub_network():
+    source = RegNetMamba2(merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}}))
+    with pytest.raises(ValueError, match="not a sub-network"):
+        slim_from(source, FULL)  # the 1/2 and 1/4 self blocks would start random
+
+
+def test_train_cli_warm_starts_a_slimmer_design(tiny_dataset, tmp_path):
+    from geomreg.train.trainer import train
+    from geomreg.train.config import TrainConfig
+
+    train(tiny_dataset, tmp_path / "full", TrainConfig(max_steps=1, **TINY), model_config=FULL, progress=False)
+    cfg, overrides = tmp_path / "cfg.json", tmp_path / "model.json"
+    cfg.write_text(json.dumps(dict(max_steps=2, **TINY)))
+    overrides.write_text(json.dumps({"encoder": {"self_blocks": [0, 0, 1]}}))
+    args = ["--data", str(tiny_dataset), "--out", str(tmp_path / "slim"), "--config", str(cfg)]
+    r = CliRunner().invoke(train_command, [*args, "--init-weights", str(tmp_path / "full" / "last.pt"), "--model-config", str(overrides)])
+    assert r.exit_code == 0, r.output
+    state, _ = restore(tmp_path / "slim" / "last.pt", "cpu")
+    assert state.model.cfg.encoder.self_blocks == (0, 0, 1) and state.step == 2  # continues the source's step count
+    assert any("slimmed" in leg for leg in state.history)
+    # a resumed run keeps its design; a malformed override file is a clear exit 2
+    r = CliRunner().invoke(train_command, [*args, "--resume", str(tmp_path / "slim" / "last.pt"), "--model-config", str(overrides)])
+    assert r.exit_code == 2 and "keeps its design" in r.output
+    overrides.write_text("[1, 2]")
+    r = CliRunner().invoke(train_command, [*args, "--model-config", str(overrides)])
+    assert r.exit_code == 2 and "JSON object" in r.output

@@ -38,12 +38,23 @@ class Correspondences:
 
 
 @dataclass(frozen=True)
+class MatchingFeatures:
+    """What the two matching stages read: the CMI features at 1/8 and the fused MSF features at 1/2."""
+
+    coarse_a: torch.Tensor  # [B, L8, C2]
+    coarse_b: torch.Tensor
+    fine_a: torch.Tensor  # [B, C0, H2, W2]
+    fine_b: torch.Tensor
+
+
+@dataclass(frozen=True)
 class RegNetOutput:
     coarse: CoarseResult
     fine_matches: CoarseMatches  # the coarse matches the fine stage refined (predicted, or given in training)
     fine: FineResult
     matches: Correspondences
     hw8: tuple[int, int]
+    features: MatchingFeatures  # what a slimmer student is taught to reproduce (geomreg.train.losses.distillation_loss)
 
 
 def cell_mask(valid: torch.Tensor) -> torch.Tensor:
@@ -129,7 +140,7 @@ class RegNetMamba2(nn.Module):
         xy_a = fine_to_pixel(anchor_fine_xy(to_refine.idx_a, hw8[1]).float())
         xy_b = fine_to_pixel(anchor_fine_xy(to_refine.idx_b, hw8[1]).float() + fine.offset)
         matches = Correspondences(to_refine.batch, xy_a, xy_b, to_refine.confidence)
-        return RegNetOutput(coarse, to_refine, fine, matches, hw8)
+        return RegNetOutput(coarse, to_refine, fine, matches, hw8, MatchingFeatures(pa.f8, pb.f8, fine_a, fine_b))
 
 
 def _split_pyramid(p: Pyramid, n: int) -> tuple[Pyramid, Pyramid]:

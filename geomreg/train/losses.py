@@ -12,6 +12,11 @@ near-uniform heatmap barely moves, and this term gives the window correlation a 
 Both fine terms are means weighted by how far each match's target can be trusted: exact on self pairs,
 only a few px on most real pairs (as wide as the fine window), where training on them teaches the fine
 stage to hedge toward the window centre (measured: its loss sat at the predict-zero level from step 1k).
+
+Distillation (a slimmer design warm-started from a trained one, geomreg.train.warm_start): the student is
+also asked to reproduce the teacher's features where the two matching stages read them (1/8 CMI features,
+1/2 fused features). The matching heads are copies of the teacher's, so matching features means matching
+decisions, and every token of the pair gives a target, not only the few ground-truth cells.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from geomreg.matching.fine import FineResult
+from geomreg.matching.model import MatchingFeatures
 from geomreg.train.targets import CoarseTargets
 
 
@@ -30,6 +36,7 @@ class LossParts:
     coarse: torch.Tensor
     fine: torch.Tensor
     fine_ce: torch.Tensor
+    distill: torch.Tensor | None = None  # with a teacher (TrainConfig.distill_from)
 
 
 def coarse_focal_loss(prob: torch.Tensor, targets: CoarseTargets, valid_pairs: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -75,3 +82,15 @@ def fine_losses(fine: FineResult, target: torch.Tensor, radius: int, match_weigh
         soft.scatter_add_(1, (yi * side + xi)[:, None], wgt[:, None])
     ce = (trust * -(soft * torch.log(heat)).sum(-1)).mean()
     return l2, ce
+
+
+def _relative_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference over the teacher's mean square: 1.0 for a student that outputs zeros."""
+    return ((student - teacher) ** 2).mean() / (teacher**2).mean().clamp_min(1e-8)
+
+
+def distillation_loss(student: MatchingFeatures, teacher: MatchingFeatures) -> torch.Tensor:
+    """Feature distillation: relative MSE at 1/8 (coarse) plus at 1/2 (fine), both images."""
+    coarse = _relative_mse(torch.cat([student.coarse_a, student.coarse_b]), torch.cat([teacher.coarse_a, teacher.coarse_b]))
+    fine = _relative_mse(torch.cat([student.fine_a, student.fine_b]), torch.cat([teacher.fine_a, teacher.fine_b]))
+    return coarse + fine

@@ -21,7 +21,7 @@ from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
 from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
 from geomreg.train.config import TrainConfig
-from geomreg.train.losses import LossParts, coarse_focal_loss, fine_losses
+from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss, fine_losses
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
@@ -93,7 +93,13 @@ def fine_selection(gt: CoarseTargets, cfg: TrainConfig, gen: torch.Generator):
     return select
 
 
-def training_step(state: TrainState, batch, cfg: TrainConfig, gen: torch.Generator) -> tuple[LossParts, int]:
+def _no_fine_matches(m: CoarseMatches) -> CoarseMatches:
+    return CoarseMatches(*(t[:0] for t in (m.batch, m.idx_a, m.idx_b, m.confidence)))
+
+
+def training_step(
+    state: TrainState, batch, cfg: TrainConfig, gen: torch.Generator, teacher: RegNetMamba2 | None = None
+) -> tuple[LossParts, int]:
     a, b, va, vb, H, fine_w = batch
     hw8 = (a.shape[2] // 8, a.shape[3] // 8)
     gt = coarse_targets(H, va, vb, hw8)
@@ -103,7 +109,21 @@ def training_step(state: TrainState, batch, cfg: TrainConfig, gen: torch.Generat
     target = fine_offsets(H, out.fine_matches, hw8)
     fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2, fine_w[out.fine_matches.batch])
     total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
-    return LossParts(total, coarse, fine_l2, fine_ce), int(gt.batch.numel())
+    distill = None
+    if teacher is not None:
+        with torch.no_grad():  # the teacher's features only: its fine stage is skipped
+            taught = teacher(a, b, va, vb, fine_on=_no_fine_matches).features
+        distill = distillation_loss(out.features, taught)
+        total = total + cfg.distill_weight * distill
+    return LossParts(total, coarse, fine_l2, fine_ce, distill), int(gt.batch.numel())
+
+
+def load_teacher(path: str, device) -> RegNetMamba2:
+    teacher = load_checkpoint(path).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    log.info("distilling from %s (%.2f M parameters)", path, sum(p.numel() for p in teacher.parameters()) / 1e6)
+    return teacher
 
 
 def save(state: TrainState, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None:
@@ -152,7 +172,10 @@ def _lr(cfg: TrainConfig, step: int, elapsed_minutes: float = 0.0) -> float:
 class CsvLog:
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns = path, columns
-        if not path.exists():
+        if path.exists():  # a resumed run keeps the file's columns, so rows never shift under its header
+            with path.open(newline="") as fh:
+                self.columns = next(csv.reader(fh), columns)
+        else:
             with path.open("w", newline="") as fh:
                 csv.writer(fh).writerow(columns)
 
@@ -225,7 +248,9 @@ def train(
 
     rng = np.random.default_rng(cfg.seed + state.step)  # resumed runs continue with a fresh, reproducible stream
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
-    steps_log = CsvLog(out / "train_log.csv", ["step", "time", "loss", "coarse", "fine", "fine_ce", "lr", "positives", "sec_per_step"])
+    teacher = load_teacher(cfg.distill_from, dev) if cfg.distill_from else None
+    columns = ["step", "time", "loss", "coarse", "fine", "fine_ce", "lr", "positives", "sec_per_step"]
+    steps_log = CsvLog(out / "train_log.csv", columns + (["distill"] if teacher is not None else []))
     val_log = CsvLog(out / "val_log.csv", ["step", "time", "score", *sorted(_metric_keys(val_set))])
     leg = {"device": str(dev), "host": platform.node(), "cpu_threads": torch.get_num_threads(), "start_step": state.step, "steps": 0}
     state.history.append(leg)
@@ -248,7 +273,7 @@ def train(
             for g in state.optimizer.param_groups:
                 g["lr"] = lr
             batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev, cfg.real_fine_weight)
-            losses, n_pos = training_step(state, batch, cfg, gen)
+            losses, n_pos = training_step(state, batch, cfg, gen, teacher)
             state.optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
@@ -261,7 +286,8 @@ def train(
                 steps_log.write(
                     dict(step=state.step, time=round(time.time() - t_start, 1), loss=f"{losses.total.item():.5f}", coarse=f"{losses.coarse.item():.5f}",
                          fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{lr:.2e}",
-                         positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}")
+                         positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}",
+                         distill="" if losses.distill is None else f"{losses.distill.item():.5f}")
                 )
             if state.step % cfg.val_every_steps == 0:
                 result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)

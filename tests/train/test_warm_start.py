@@ -65,3 +65,26 @@ def test_train_cli_warm_starts_a_slimmer_design(tiny_dataset, tmp_path):
     overrides.write_text("[1, 2]")
     r = CliRunner().invoke(train_command, [*args, "--model-config", str(overrides)])
     assert r.exit_code == 2 and "JSON object" in r.output
+
+
+def test_distillation_teaches_the_teachers_features(tiny_dataset, tmp_path):
+    from geomreg.train.config import TrainConfig
+    from geomreg.train.losses import distillation_loss
+    from geomreg.train.trainer import train
+
+    torch.manual_seed(0)
+    teacher = RegNetMamba2(FULL).eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        feats = teacher(x, x.flip(-1)).features
+    assert distillation_loss(feats, feats).item() == 0.0
+    student, _ = slim_from(teacher, merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}}))
+    with torch.no_grad():
+        assert distillation_loss(student(x, x.flip(-1)).features, feats).item() > 0.0  # the dropped blocks mattered
+
+    train(tiny_dataset, tmp_path / "full", TrainConfig(max_steps=1, **TINY), model_config=FULL, progress=False)
+    cfg = TrainConfig(max_steps=3, distill_from=str(tmp_path / "full" / "last.pt"), **TINY)
+    train(tiny_dataset, tmp_path / "slim", cfg, init_weights=tmp_path / "full" / "last.pt",
+          model_overrides={"encoder": {"self_blocks": [0, 0, 1]}}, progress=False)
+    rows = (tmp_path / "slim" / "train_log.csv").read_text().splitlines()
+    assert rows[0].endswith(",distill") and all(float(r.split(",")[-1]) > 0 for r in rows[1:])

@@ -208,21 +208,8 @@ def train(
             g["lr"] = cfg.lr
         log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
     elif init_weights is not None:
-        # Continue from weights only (e.g. the packaged ones): a fresh optimiser, the step count from the card.
         cfg = cfg or TrainConfig()
-        model = load_checkpoint(init_weights).to(dev).train()
-        card = packaged_card() if Path(init_weights).resolve() == PACKAGED_WEIGHTS.resolve() else None
-        step = int(card.get("steps", 0)) if card else 0
-        history = list(card.get("training_legs", [])) if card else []
-        if card is None:  # a training checkpoint carries its own step count and legs
-            ck = read_checkpoint(init_weights)
-            step, history = int(ck.get("step", 0)), list(ck.get("history", []))
-        if model_overrides:
-            model, dropped = slim_from(model.cpu(), merge_config(model.cfg, model_overrides))
-            model = model.to(dev).train()
-            history.append({"slimmed": model_overrides, "dropped_entries": len(dropped), "at_step": step})
-        state = TrainState(model, make_optimizer(model, cfg), step, -1.0, history)
-        log.info("initialised from %s (step %d, fresh optimiser)", init_weights, step)
+        state = _state_from_weights(Path(init_weights), cfg, model_overrides, dev)
     else:
         cfg = cfg or TrainConfig()
         torch.manual_seed(cfg.seed)
@@ -305,6 +292,23 @@ def train(
     if state.step % cfg.val_every_steps != 0:
         result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)
     return result
+
+
+def _state_from_weights(path: Path, cfg: TrainConfig, model_overrides: dict | None, dev) -> TrainState:
+    """Continue from weights only (e.g. the packaged ones), with a fresh optimiser; optionally slimmed."""
+    model = load_checkpoint(path).train()
+    card = packaged_card() if path.resolve() == PACKAGED_WEIGHTS.resolve() else None
+    if card is not None:
+        step, history = int(card.get("steps", 0)), list(card.get("training_legs", []))
+    else:  # a training checkpoint carries its own step count and legs (a bare state_dict has neither)
+        ck = read_checkpoint(path)
+        step, history = int(ck.get("step", 0)), list(ck.get("history", []))
+    if model_overrides:
+        model, dropped = slim_from(model, merge_config(model.cfg, model_overrides))
+        history.append({"slimmed": model_overrides, "dropped_entries": len(dropped), "at_step": step})
+    model = model.to(dev).train()
+    log.info("initialised from %s (step %d, fresh optimiser)", path, step)
+    return TrainState(model, make_optimizer(model, cfg), step, -1.0, history)
 
 
 def _adopt_validation_set(state: TrainState, fingerprint: str) -> None:

@@ -102,6 +102,18 @@ class RegNetMamba2(nn.Module):
         self.cfg = replace(self.cfg, encoder=replace(self.cfg.encoder, chunk_sizes=sizes))
         return self
 
+    def matching_features(self, img_a, img_b, valid_a, valid_b) -> tuple[Pyramid, Pyramid, MatchingFeatures]:
+        """Stages 1-3: both pyramids after CMI and the features the matching stages read."""
+        n = img_a.shape[0]
+        # 1. Siamese encoder (both images in one batch)
+        pyr = self.encoder(torch.cat([img_a, img_b]), torch.cat([valid_a, valid_b]))
+        pa, pb = _split_pyramid(pyr, n)
+        # 2. cross-modality interaction at every scale
+        pa, pb = self.cmi(pa, pb)
+        # 3. multi-scale fusion -> fine features at 1/2
+        fine_ab = self.msf(_cat_pyramids(pa, pb))
+        return pa, pb, MatchingFeatures(pa.f8, pb.f8, fine_ab[:n], fine_ab[n:])
+
     def forward(
         self,
         img_a: torch.Tensor,  # [B, 1, H, W] in [0, 1], H and W multiples of 8
@@ -115,18 +127,7 @@ class RegNetMamba2(nn.Module):
             raise ValueError(f"RegNetMamba2: images must share one size divisible by 8, got {tuple(img_a.shape)} and {tuple(img_b.shape)}")
         valid_a = torch.ones_like(img_a, dtype=torch.bool) if valid_a is None else valid_a
         valid_b = torch.ones_like(img_b, dtype=torch.bool) if valid_b is None else valid_b
-        n = img_a.shape[0]
-
-        # 1. Siamese encoder (both images in one batch)
-        pyr = self.encoder(torch.cat([img_a, img_b]), torch.cat([valid_a, valid_b]))
-        pa, pb = _split_pyramid(pyr, n)
-
-        # 2. cross-modality interaction at every scale
-        pa, pb = self.cmi(pa, pb)
-
-        # 3. multi-scale fusion -> fine features at 1/2
-        fine_ab = self.msf(_cat_pyramids(pa, pb))
-        fine_a, fine_b = fine_ab[:n], fine_ab[n:]
+        pa, pb, feats = self.matching_features(img_a, img_b, valid_a, valid_b)
 
         # 4. coarse matching at 1/8
         hw8 = pa.hw8
@@ -134,13 +135,13 @@ class RegNetMamba2(nn.Module):
         to_refine = fine_on(coarse.matches) if fine_on is not None else coarse.matches
 
         # 5. fine matching at 1/2
-        fine = self.fine(fine_a, fine_b, pa.f8, pb.f8, to_refine.batch, to_refine.idx_a, to_refine.idx_b, hw8[1])
+        fine = self.fine(feats.fine_a, feats.fine_b, pa.f8, pb.f8, to_refine.batch, to_refine.idx_a, to_refine.idx_b, hw8[1])
 
         # 6. pixel coordinates
         xy_a = fine_to_pixel(anchor_fine_xy(to_refine.idx_a, hw8[1]).float())
         xy_b = fine_to_pixel(anchor_fine_xy(to_refine.idx_b, hw8[1]).float() + fine.offset)
         matches = Correspondences(to_refine.batch, xy_a, xy_b, to_refine.confidence)
-        return RegNetOutput(coarse, to_refine, fine, matches, hw8, MatchingFeatures(pa.f8, pb.f8, fine_a, fine_b))
+        return RegNetOutput(coarse, to_refine, fine, matches, hw8, feats)
 
 
 def _split_pyramid(p: Pyramid, n: int) -> tuple[Pyramid, Pyramid]:

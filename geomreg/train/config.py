@@ -38,13 +38,13 @@ class TrainConfig:
     # optical-SAR is what users judge us by: sample it more often
     modality_weights: dict = field(default_factory=lambda: {"opt-sar": 3.0, "vis-ir": 1.5, "rgb-nir": 1.5})
     fine_weight: float = 1.0
+    fine_ce_weight: float = 0.5
+    fine_gt_per_pair: int = 32
+    fine_pred_per_pair: int = 16
     # Teacher checkpoint for feature distillation ("" for none): a slimmer design warm-started from trained
     # weights (--init-weights with --model-config) is taught to reproduce the teacher's matching features.
     distill_from: str = ""
     distill_weight: float = 1.0
-    fine_ce_weight: float = 0.5
-    fine_gt_per_pair: int = 32
-    fine_pred_per_pair: int = 16
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     val_pairs_per_modality: int = 8

@@ -93,10 +93,6 @@ def fine_selection(gt: CoarseTargets, cfg: TrainConfig, gen: torch.Generator):
     return select
 
 
-def _no_fine_matches(m: CoarseMatches) -> CoarseMatches:
-    return CoarseMatches(*(t[:0] for t in (m.batch, m.idx_a, m.idx_b, m.confidence)))
-
-
 def training_step(
     state: TrainState, batch, cfg: TrainConfig, gen: torch.Generator, teacher: RegNetMamba2 | None = None
 ) -> tuple[LossParts, int]:
@@ -111,8 +107,8 @@ def training_step(
     total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
     distill = None
     if teacher is not None:
-        with torch.no_grad():  # the teacher's features only: its fine stage is skipped
-            taught = teacher(a, b, va, vb, fine_on=_no_fine_matches).features
+        with torch.no_grad():  # the teacher's features only: no matching stages
+            taught = teacher.matching_features(a, b, va, vb)[2]
         distill = distillation_loss(out.features, taught)
         total = total + cfg.distill_weight * distill
     return LossParts(total, coarse, fine_l2, fine_ce, distill), int(gt.batch.numel())

@@ -23,8 +23,8 @@ from einops import rearrange
 from torch import nn
 
 from geomreg.nn.norm import GatedRMSNorm
-from geomreg.nn.scan2d import N_DIRECTIONS, from_directions, heads_by_direction, merge_direction_heads, to_directions
-from geomreg.nn.ssd import ssd_scan
+from geomreg.nn.scan2d import N_DIRECTIONS, from_direction_groups, heads_by_direction, merge_direction_heads, to_direction_groups
+from geomreg.nn.ssd import ssd_scan_grouped
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,13 @@ class _SSDCore(nn.Module):
         dt = F.softplus(dt_raw + self.dt_bias)
         if self.structure_gain is not None and cue is not None:
             dt = dt * torch.exp(self.structure_gain * cue[..., None])
-        xs = merge_direction_heads(to_directions(heads_by_direction(x), hw))
-        dts = merge_direction_heads(to_directions(heads_by_direction(dt), hw))
-        Bs, Cs = to_directions(B, hw), to_directions(C, hw)
-        y = ssd_scan(xs, dts, -torch.exp(self.A_log), Bs, Cs, chunk_size=self.cfg.chunk_size, D=self.D, backend=self.cfg.ssd_backend)
-        return merge_direction_heads(from_directions(heads_by_direction(y), hw))  # [b, L, H, P]
+        # Direction-major for the scan: direction d's heads and its B/C group, in d's token order.
+        xs = rearrange(to_direction_groups(heads_by_direction(x), hw), "b d l r p -> b d r l p")  # [b, 4, H/4, L, P]
+        dts = rearrange(to_direction_groups(heads_by_direction(dt), hw), "b d l r -> b d r l")  # [b, 4, H/4, L]
+        Bs, Cs = to_direction_groups(B, hw), to_direction_groups(C, hw)  # [b, 4, L, N]
+        y = ssd_scan_grouped(xs, dts, -torch.exp(self.A_log), Bs, Cs, chunk_size=self.cfg.chunk_size, D=self.D, backend=self.cfg.ssd_backend)
+        y = from_direction_groups(rearrange(y, "b d r l p -> b d l r p"), hw)  # [b, L, 4, H/4, P]
+        return merge_direction_heads(y)  # [b, L, H, P]
 
     def scan_tokens(self, x, dt_raw, B, C, hw: tuple[int, int], cue: torch.Tensor | None) -> torch.Tensor:
         """Flat projections [b, L, H*P], [b, L, H], [b, L, 4*N] x 2 -> scanned [b, L, H*P]."""

@@ -4,7 +4,7 @@ Images have no causal order. A one-way raster scan would let a pixel see only th
 biases matching features toward one side. We scan in four directions (rows forward/backward, columns
 forward/backward) and give each direction its own quarter of the SSD heads and its own B/C group, so
 every output token sums context from all four half-planes while the cost stays that of a single scan:
-all four directions run in one ``ssd_scan`` call, side by side on the head axis.
+all four directions run in one ``ssd_scan_grouped`` call, one group (and its heads) per direction.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ def _inverse_order(t: torch.Tensor, d: int, hw: tuple[int, int]) -> torch.Tensor
     return t
 
 
-def to_directions(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Reorder tokens per direction. t: [B, L, 4, ...] -> [B, L, 4, ...], slot d read in direction d's order."""
-    return torch.stack([_forward_order(t[:, :, d], d, hw) for d in range(N_DIRECTIONS)], dim=2)
+def to_direction_groups(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Raster tokens [B, L, 4, ...] -> direction-major [B, 4, L, ...], slot d in direction d's order.
+
+    The layout ``ssd_scan_grouped`` works in: one copy here instead of one here and more in the scan."""
+    return torch.stack([_forward_order(t[:, :, d], d, hw) for d in range(N_DIRECTIONS)], dim=1)
 
 
-def from_directions(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Undo ``to_directions``: back to raster order for every direction."""
-    return torch.stack([_inverse_order(t[:, :, d], d, hw) for d in range(N_DIRECTIONS)], dim=2)
+def from_direction_groups(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Undo ``to_direction_groups``: [B, 4, L, ...] -> raster tokens [B, L, 4, ...]."""
+    return torch.stack([_inverse_order(t[:, d], d, hw) for d in range(N_DIRECTIONS)], dim=2)
 
 
 def heads_by_direction(t: torch.Tensor) -> torch.Tensor:

@@ -143,8 +143,41 @@ class _ChunkScan(torch.autograd.Function):
 
 
 def _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state):
-    b, L, H, P = x.shape
-    G, N = B.shape[2], B.shape[3]
+    G = B.shape[2]
+    y, final_state = ssd_chunked(
+        rearrange(x, "b l (g r) p -> b g r l p", g=G),
+        rearrange(dt, "b l (g r) -> b g r l", g=G),
+        A,
+        rearrange(B, "b l g n -> b g l n"),
+        rearrange(C, "b l g n -> b g l n"),
+        chunk_size,
+        D=D,
+        initial_state=initial_state,
+    )
+    y = rearrange(y, "b g r l p -> b l (g r) p")
+    if return_final_state:
+        return y, final_state
+    return y
+
+
+def ssd_chunked(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    chunk_size: int,
+    D: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked SSD on group-major tensors: the layout the algorithm works in.
+
+    x [b, G, R, L, P], dt [b, G, R, L], A [G*R], B, C [b, G, L, N], D [G*R] or None,
+    initial_state [b, G*R, P, N] or None -> y [b, G, R, L, P], final state [b, G*R, P, N]. Head h = (g, r) reads group g, as in ``ssd_scan``.
+    Callers that already hold their tokens group-major (the 2-D scan: one group per direction) call this
+    directly and skip two full-size copies per tensor.
+    """
+    b, G, R, L, P = x.shape
     in_dtype = x.dtype
     # Low-precision inputs are computed in float32: the decays are exponentials of cumulative sums.
     work = torch.float32 if in_dtype in (torch.float16, torch.bfloat16) else in_dtype
@@ -154,16 +187,15 @@ def _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state)
     pad = (-L) % T
     if pad:
         # dt = 0 on padded steps: no decay and no input, so the state (and the final state) is unchanged.
-        x, B, C = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (x, B, C))
-        dt = F.pad(dt, (0, 0, 0, pad))
+        x, B, C = F.pad(x, (0, 0, 0, pad)), F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+        dt = F.pad(dt, (0, pad))
 
-    # Layout [b, g, r, c, t, d]: head h = (g, r) reads group g; every chunk of every head is a small matrix
-    # problem for batched matmul. B and C stay per group, so C.B^T is computed once per group, not per head.
-    r = H // G
-    x_c = rearrange(x * dt[..., None], "b (c t) (g r) p -> b g r c t p", t=T, g=G)
-    B_c = rearrange(B, "b (c t) g n -> b g c t n", t=T)[:, :, None]  # [b, g, 1, c, t, n]
-    C_c = rearrange(C, "b (c t) g n -> b g c t n", t=T)[:, :, None]
-    a_cum = torch.cumsum(rearrange(dt * A, "b (c t) (g r) -> b g r c t", t=T, g=G), dim=-1)  # log decay
+    # Layout [b, g, r, c, t, d]: every chunk of every head is a small matrix problem for batched matmul.
+    # B and C stay per group, so C.B^T is computed once per group, not per head.
+    x_c = rearrange(x * dt[..., None], "b g r (c t) p -> b g r c t p", t=T)
+    B_c = rearrange(B, "b g (c t) n -> b g c t n", t=T)[:, :, None]  # [b, g, 1, c, t, n]
+    C_c = rearrange(C, "b g (c t) n -> b g c t n", t=T)[:, :, None]
+    a_cum = torch.cumsum(rearrange(dt * rearrange(A, "(g r) -> g r 1", g=G), "b g r (c t) -> b g r c t", t=T), dim=-1)  # log decay
 
     # 1. intra-chunk (diagonal blocks): y_l = sum_{s<=l} C_l.B_s exp(a_{s+1..l}) dt_s x_s
     #    (the difference of cumulative sums, as in mamba-ssm's kernel, masked above the diagonal)
@@ -186,13 +218,10 @@ def _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state)
     entering = rearrange(entering, "b c (g r) p n -> b g r c n p", g=G)
     y = y + torch.matmul(C_c, entering) * torch.exp(a_cum)[..., None]
 
-    y = rearrange(y, "b g r c t p -> b (c t) (g r) p")[:, :L]
+    y = rearrange(y, "b g r c t p -> b g r (c t) p")[..., :L, :]
     if D is not None:
-        y = y + x[:, :L] * D.to(work)[:, None]
-    y = y.to(in_dtype)
-    if return_final_state:
-        return y, final_state.to(in_dtype)
-    return y
+        y = y + x[..., :L, :] * rearrange(D.to(work), "(g r) -> g r 1 1", g=G)
+    return y.to(in_dtype), final_state.to(in_dtype)
 
 
 @functools.cache
@@ -246,6 +275,40 @@ def ssd_scan(
         )
         return out
     return _ssd_torch(x, dt, A, B, C, chunk_size, D, initial_state, return_final_state)
+
+
+def ssd_scan_grouped(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    chunk_size: int = 64,
+    D: torch.Tensor | None = None,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """``ssd_scan`` for callers whose tokens are group-major: x [b, G, R, L, P], dt [b, G, R, L],
+    B, C [b, G, L, N] -> y [b, G, R, L, P]. Same recurrence and backends; the pure path skips the
+    layout copies ``ssd_scan`` makes (the 2-D scan keeps each direction's tokens apart anyway)."""
+    if backend not in ("torch", "cuda", "auto"):
+        raise ValueError(f"ssd_scan: unknown backend {backend!r} (torch, cuda or auto)")
+    if backend == "cuda" or (backend == "auto" and x.is_cuda and _mamba_kernel() is not None):
+        G = x.shape[1]
+        y = ssd_scan(
+            rearrange(x, "b g r l p -> b l (g r) p"),
+            rearrange(dt, "b g r l -> b l (g r)"),
+            A,
+            rearrange(B, "b g l n -> b l g n"),
+            rearrange(C, "b g l n -> b l g n"),
+            chunk_size=chunk_size,
+            D=D,
+            backend=backend,
+        )
+        return rearrange(y, "b l (g r) p -> b g r l p", g=G)
+    if chunk_size < 1:
+        raise ValueError(f"ssd_scan: chunk_size must be positive, got {chunk_size}")
+    return ssd_chunked(x, dt, A, B, C, chunk_size, D=D)[0]
 
 
 def ssd_reference(x, dt, A, B, C, *, D=None, initial_state=None, return_final_state=False):

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from geomreg.nn import ssd
-from geomreg.nn.ssd import ssd_reference, ssd_scan
+from einops import rearrange
+
+from geomreg.nn.ssd import ssd_reference, ssd_scan, ssd_scan_grouped
 
 LENGTHS = (1, 7, 63, 65, 130, 1000)
 CHUNK_SIZES = (1, 8, 64, 256)
@@ -104,6 +106,25 @@ def test_group_mapping_is_head_div_heads_per_group() -> None:
     y1 = ssd_scan(x, dt, A, B2, C, chunk_size=8)
     changed = (y1 - y0).abs().amax(dim=(0, 1, 3))
     assert torch.all(changed[:2] == 0) and torch.all(changed[2:] > 0)
+
+
+@pytest.mark.parametrize("with_D", (True, False))
+@pytest.mark.parametrize("L", (7, 130))
+def test_grouped_layout_matches_reference(L: int, with_D: bool) -> None:
+    """ssd_scan_grouped is the same recurrence on group-major tensors (what the 2-D scan passes)."""
+    dims = (2, L, 4, 8, 2, 16)
+    x, dt, A, B, C, D, _ = _inputs(*dims)
+    y_ref = ssd_reference(x, dt, A, B, C, D=D if with_D else None)
+    y = ssd_scan_grouped(
+        rearrange(x, "b l (g r) p -> b g r l p", g=2),
+        rearrange(dt, "b l (g r) -> b g r l", g=2),
+        A,
+        rearrange(B, "b l g n -> b g l n"),
+        rearrange(C, "b l g n -> b g l n"),
+        chunk_size=16,
+        D=D if with_D else None,
+    )
+    _assert_close_scaled(rearrange(y, "b g r l p -> b l (g r) p"), y_ref, 1e-10)
 
 
 def test_no_D_no_initial_state() -> None:

@@ -45,6 +45,9 @@ class TrainConfig:
     # weights (--init-weights with --model-config) is taught to reproduce the teacher's matching features.
     distill_from: str = ""
     distill_weight: float = 1.0
+    # Also match the teacher's coarse matching distributions (losses.match_distillation_loss), weighted inside
+    # the distillation term; 0 distils features only.
+    distill_match_weight: float = 0.0
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     val_pairs_per_modality: int = 8

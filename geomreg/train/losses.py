@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from geomreg.matching.fine import FineResult
 from geomreg.matching.model import MatchingFeatures
@@ -36,7 +37,8 @@ class LossParts:
     coarse: torch.Tensor
     fine: torch.Tensor
     fine_ce: torch.Tensor
-    distill: torch.Tensor | None = None  # with a teacher (TrainConfig.distill_from)
+    distill: torch.Tensor | None = None  # with a teacher (TrainConfig.distill_from), both terms below weighted
+    distill_match: torch.Tensor | None = None  # its match term (TrainConfig.distill_match_weight > 0)
 
 
 def coarse_focal_loss(prob: torch.Tensor, targets: CoarseTargets, valid_pairs: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -94,3 +96,25 @@ def distillation_loss(student: MatchingFeatures, teacher: MatchingFeatures) -> t
     coarse = _relative_mse(torch.cat([student.coarse_a, student.coarse_b]), torch.cat([teacher.coarse_a, teacher.coarse_b]))
     fine = _relative_mse(torch.cat([student.fine_a, student.fine_b]), torch.cat([teacher.fine_a, teacher.fine_b]))
     return coarse + fine
+
+
+# Finite, not -inf: a masked cell then has probability exactly 0 under both models and adds 0 * (x - x) = 0
+# to the divergence instead of NaN.
+_MASKED_LOGIT = -1e9
+
+
+def match_distillation_loss(student_sim: torch.Tensor, teacher_sim: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the row and of the column softmaxes of the coarse similarity [B, La, Lb].
+
+    These are the two factors the dual softmax multiplies, so the student learns which cells the teacher
+    would match and how sure it is, not just features near the teacher's (feature MSE weighs every
+    direction alike, including those the matching descriptor ignores). masks [B, La] / [B, Lb] bool.
+    """
+    pair = mask_a[:, :, None] & mask_b[:, None, :]
+    s, t = student_sim.float().masked_fill(~pair, _MASKED_LOGIT), teacher_sim.float().masked_fill(~pair, _MASKED_LOGIT)
+    terms = []
+    for dim, rows in ((2, mask_a), (1, mask_b)):
+        log_t, log_s = F.log_softmax(t, dim=dim), F.log_softmax(s, dim=dim)
+        kl = (log_t.exp() * (log_t - log_s)).sum(dim)  # [B, La] rows or [B, Lb] columns
+        terms.append(kl[rows].mean() if bool(rows.any()) else kl.sum() * 0.0)
+    return (terms[0] + terms[1]) / 2

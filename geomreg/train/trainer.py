@@ -21,7 +21,7 @@ from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
 from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
 from geomreg.train.config import TrainConfig
-from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss, fine_losses
+from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss, fine_losses, match_distillation_loss
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
@@ -105,13 +105,18 @@ def training_step(
     target = fine_offsets(H, out.fine_matches, hw8)
     fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2, fine_w[out.fine_matches.batch])
     total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
-    distill = None
+    distill = distill_match = None
     if teacher is not None:
-        with torch.no_grad():  # the teacher's features only: no matching stages
+        with torch.no_grad():  # the teacher's features (and similarity) only: no matching stages
             taught = teacher.matching_features(a, b, va, vb)[2]
+            taught_sim = teacher.coarse.similarity(taught.coarse_a, taught.coarse_b)[0] if cfg.distill_match_weight else None
         distill = distillation_loss(out.features, taught)
+        if taught_sim is not None:
+            sim = state.model.coarse.similarity(out.features.coarse_a, out.features.coarse_b)[0]
+            distill_match = match_distillation_loss(sim, taught_sim, cell_mask(va), cell_mask(vb))
+            distill = distill + cfg.distill_match_weight * distill_match
         total = total + cfg.distill_weight * distill
-    return LossParts(total, coarse, fine_l2, fine_ce, distill), int(gt.batch.numel())
+    return LossParts(total, coarse, fine_l2, fine_ce, distill, distill_match), int(gt.batch.numel())
 
 
 def load_teacher(path: str, device) -> RegNetMamba2:
@@ -233,7 +238,8 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed + state.step)
     teacher = load_teacher(cfg.distill_from, dev) if cfg.distill_from else None
     columns = ["step", "time", "loss", "coarse", "fine", "fine_ce", "lr", "positives", "sec_per_step"]
-    steps_log = CsvLog(out / "train_log.csv", columns + (["distill"] if teacher is not None else []))
+    distill_columns = (["distill"] + (["distill_match"] if cfg.distill_match_weight else [])) if teacher is not None else []
+    steps_log = CsvLog(out / "train_log.csv", columns + distill_columns)
     val_log = CsvLog(out / "val_log.csv", ["step", "time", "score", *sorted(_metric_keys(val_set))])
     leg = {"device": str(dev), "host": platform.node(), "cpu_threads": torch.get_num_threads(), "start_step": state.step, "steps": 0}
     state.history.append(leg)
@@ -270,7 +276,8 @@ def train(
                     dict(step=state.step, time=round(time.time() - t_start, 1), loss=f"{losses.total.item():.5f}", coarse=f"{losses.coarse.item():.5f}",
                          fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{lr:.2e}",
                          positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}",
-                         distill="" if losses.distill is None else f"{losses.distill.item():.5f}")
+                         distill="" if losses.distill is None else f"{losses.distill.item():.5f}",
+                         distill_match="" if losses.distill_match is None else f"{losses.distill_match.item():.5f}")
                 )
             if state.step % cfg.val_every_steps == 0:
                 result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)

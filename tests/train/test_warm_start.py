@@ -83,8 +83,11 @@ def test_distillation_teaches_the_teachers_features(tiny_dataset, tmp_path):
         assert distillation_loss(student(x, x.flip(-1)).features, feats).item() > 0.0  # the dropped blocks mattered
 
     train(tiny_dataset, tmp_path / "full", TrainConfig(max_steps=1, **TINY), model_config=FULL, progress=False)
-    cfg = TrainConfig(max_steps=3, distill_from=str(tmp_path / "full" / "last.pt"), **TINY)
+    cfg = TrainConfig(max_steps=3, distill_from=str(tmp_path / "full" / "last.pt"), distill_match_weight=0.5, **TINY)
     train(tiny_dataset, tmp_path / "slim", cfg, init_weights=tmp_path / "full" / "last.pt",
           model_overrides={"encoder": {"self_blocks": [0, 0, 1]}}, progress=False)
     rows = (tmp_path / "slim" / "train_log.csv").read_text().splitlines()
-    assert rows[0].endswith(",distill") and all(float(r.split(",")[-1]) > 0 for r in rows[1:])
+    assert rows[0].endswith(",distill,distill_match")
+    for row in rows[1:]:
+        distill, match = (float(v) for v in row.split(",")[-2:])
+        assert match > 0 and distill > 0.5 * match  # the total holds the weighted match term

@@ -50,13 +50,18 @@ def dual_softmax(sim: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor) 
 def dual_softmax_maxima(
     E: torch.Tensor, mask_a: torch.Tensor, mask_b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row maxima/argmax and column argmax of the dual-softmax matrix without building it (inference).
+    """Row maxima/argmax of the dual-softmax matrix and each column's mutual candidate, without building it.
 
     E [B, La, Lb] = exp(sim - scale), where sim = scale * cosine similarity <= scale (``shifted_exp_similarity``;
     overwritten here). With row sums r and column sums c, the dual softmax is P_ij = E_ij^2 / (r_i c_j): one
     exponential instead of two softmaxes, and the maxima follow from E scaled by c^-1/2 (rows) or r^-1/2
     (columns), since squaring is monotonic on E >= 0. Exact in exact arithmetic; needs scale <= 40 so that
     exp(-2 scale) stays a normal float32 (callers fall back to the full matrix beyond that).
+
+    The mutual test needs a column's best row only where some row's best is that column, so instead of an
+    argmax down the columns (a strided reduction, ~10x slower than a max on CPU: 79 against 7 ms at 4096 x
+    4096) the column maxima are compared with each row's best cell. col_arg[b] is the row whose best is b
+    and which is b's maximum (the lowest such row on an exact tie), -1 where there is none.
     Returns row_max [B, La], row_arg [B, La], col_arg [B, Lb].
     """
     if _any_masked(mask_a, mask_b):
@@ -64,8 +69,12 @@ def dual_softmax_maxima(
     r = E.sum(dim=2).clamp_min(1e-30)  # [B, La]
     c = E.sum(dim=1).clamp_min(1e-30)  # [B, Lb]
     g_max, row_arg = (E * c.rsqrt()[:, None, :]).max(dim=2)
-    col_arg = E.mul_(r.rsqrt()[:, :, None]).argmax(dim=1)
-    return g_max.square() / r, row_arg, col_arg
+    column_scores = E.mul_(r.rsqrt()[:, :, None])  # [B, La, Lb], ordered like P down every column
+    is_column_max = column_scores.gather(2, row_arg[..., None])[..., 0] == column_scores.amax(dim=1).gather(1, row_arg)  # [B, La]
+    La = E.shape[1]
+    rows = torch.arange(La, device=E.device).expand_as(row_arg)
+    col_arg = torch.full_like(c, La, dtype=torch.long).scatter_reduce_(1, row_arg, torch.where(is_column_max, rows, La), reduce="amin")
+    return g_max.square() / r, row_arg, col_arg.masked_fill_(col_arg == La, -1)
 
 
 # Above this similarity scale exp(-2 * scale) leaves float32's normal range: use the full matrix.

@@ -67,8 +67,22 @@ def test_maxima_without_the_matrix_equal_the_full_dual_softmax():
         assert shift == float(scale) and torch.allclose(E, torch.exp(sim - scale), atol=1e-6)
         row_max, row_arg, col_arg = dual_softmax_maxima(E, mask_a, mask_b)
         assert torch.allclose(row_max, prob.max(dim=2).values, atol=1e-6)
-        assert torch.equal(row_arg, prob.argmax(dim=2)) and torch.equal(col_arg, prob.argmax(dim=1))
+        assert torch.equal(row_arg, prob.argmax(dim=2))
+        # col_arg is defined where the mutual test reads it: at each row's best column
+        assert torch.equal(col_arg.gather(1, row_arg), prob.argmax(dim=1).gather(1, row_arg))
+        assert ((col_arg == -1) | (col_arg == prob.argmax(dim=1))).all()
         fast = cm(fa, fb, mask_a, mask_b, (8, 8), (8, 8))  # inference path: no matrix
         full = select_matches(prob, mask_a, mask_b, (8, 8), (8, 8), cm.cfg)
     assert fast.prob is None and len(full) > 0
     assert torch.equal(fast.matches.idx_a, full.idx_a) and torch.equal(fast.matches.idx_b, full.idx_b)
+
+
+def test_maxima_on_exact_ties_keep_one_match_per_cell():
+    # rows 1 and 2 are identical (e.g. blank, identical descriptors): both pick column 1, only row 1 is mutual
+    E = torch.tensor([[[0.9, 0.1, 0.2], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]]])
+    ones = torch.ones(1, 3, dtype=torch.bool)
+    prob = E**2 / (E.sum(2, keepdim=True) * E.sum(1, keepdim=True))
+    row_max, row_arg, col_arg = dual_softmax_maxima(E.clone(), ones, ones)
+    assert row_arg.tolist() == [[0, 1, 1]] and col_arg.tolist() == [[0, 1, -1]]
+    assert torch.equal(col_arg.gather(1, row_arg), prob.argmax(dim=1).gather(1, row_arg))
+    torch.testing.assert_close(row_max, prob.amax(dim=2))

@@ -20,6 +20,7 @@ from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2, cell_mask
 from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
+from geomreg.nn.cpu_allocator import keep_freed_memory
 from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss, fine_losses, match_distillation_loss
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
@@ -200,6 +201,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
+    keep_freed_memory()  # the host side allocates per step on any device; on CPU it is most of the time saved
     if resume is not None and model_overrides:
         raise ValueError("a resumed run keeps its design: change it with --init-weights and --model-config")
     if resume is not None:

@@ -5,7 +5,7 @@
 The chunk length of the chunked SSD changes how the scan is computed, not its result: inside a chunk the
 quadratic form costs about T x (N + P) per token, between chunks the recurrence costs about P x N / T, so the
 best T depends on each scale's head size P, state size N and on the machine. For every scale this times the
-scale's real ``ssd_scan`` call (both images, the four direction groups, the model's heads and states) at each
+scale's real ``ssd_scan_grouped`` call (both images, the four direction groups, the model's heads and states) at each
 candidate, then the whole matcher at the model's own chunk lengths and at the fastest ones, and checks that the
 matches agree. Prints a table and the line to pass to ``scripts/export_weights.py --chunk-sizes``.
 """
@@ -29,7 +29,8 @@ from benchmarks.matcher_speed import texture  # noqa: E402
 from geomreg.matching.api import Matcher  # noqa: E402
 from geomreg.matching.weights import PACKAGED_WEIGHTS, load_checkpoint  # noqa: E402
 from geomreg.nn.scan2d import N_DIRECTIONS  # noqa: E402
-from geomreg.nn.ssd import ssd_scan  # noqa: E402
+from geomreg.nn.cpu_allocator import keep_freed_memory  # noqa: E402
+from geomreg.nn.ssd import ssd_scan_grouped  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -43,16 +44,17 @@ def median_time(fn, repeats: int) -> float:
 
 
 def scale_inputs(model, scale: int, size: int, batch: int = 2) -> tuple:
-    """Random inputs of the shapes the scale's SSD sees for a size x size pair (batch: both images)."""
+    """Random inputs of the shapes the scale's SSD sees for a size x size pair (batch: both images), in the
+    direction-major layout the 2-D scan hands to ``ssd_scan_grouped``."""
     enc = model.cfg.encoder
     side = size // (2 << scale)
     heads = enc.expands[scale] * enc.dims[scale] // enc.headdims[scale]
-    L, P, N = side * side, enc.headdims[scale], enc.d_states[scale]
+    L, P, N, R = side * side, enc.headdims[scale], enc.d_states[scale], heads // N_DIRECTIONS
     g = torch.Generator().manual_seed(scale)
-    x = torch.randn(batch, L, heads, P, generator=g)
-    dt = torch.nn.functional.softplus(torch.randn(batch, L, heads, generator=g) - 2)
+    x = torch.randn(batch, N_DIRECTIONS, R, L, P, generator=g)
+    dt = torch.nn.functional.softplus(torch.randn(batch, N_DIRECTIONS, R, L, generator=g) - 2)
     A = -torch.rand(heads, generator=g) * 8 - 1
-    B, C = (torch.randn(batch, L, N_DIRECTIONS, N, generator=g) for _ in range(2))
+    B, C = (torch.randn(batch, N_DIRECTIONS, L, N, generator=g) for _ in range(2))
     return x, dt, A, B, C, torch.ones(heads)
 
 
@@ -61,7 +63,7 @@ def sweep(model, size: int, chunks: list[int], repeats: int) -> list[dict[int, f
     with torch.no_grad():
         for scale in range(3):
             x, dt, A, B, C, D = scale_inputs(model, scale, size)
-            rows.append({c: median_time(lambda c=c: ssd_scan(x, dt, A, B, C, chunk_size=c, D=D), repeats) for c in chunks})
+            rows.append({c: median_time(lambda c=c: ssd_scan_grouped(x, dt, A, B, C, chunk_size=c, D=D), repeats) for c in chunks})
     return rows
 
 
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the Matcher runs: the sweep would otherwise time page faults
     model = load_checkpoint(args.checkpoint)
     own = model.cfg.encoder.chunk_sizes
     rows = sweep(model, args.size, args.chunks, args.repeats)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -156,6 +157,25 @@ def _check_address(addr: str) -> str:
     return addr
 
 
+def _probe_scheduler(addr: str, timeout: float) -> None:
+    """Fail fast, with a clear message, when nothing listens at a TCP-based scheduler address.
+
+    distributed.Client would find out too, but only after starting its IO-loop thread, and on a starved
+    machine that start itself can miss distributed's own 10 s limit and surface as a bare AssertionError."""
+    scheme, _, hostport = addr.rpartition("://")
+    if scheme not in ("", "tcp", "tls", "ws", "wss"):
+        return  # ucx, inproc: not plain TCP
+    host, _, port = hostport.split("/", 1)[0].rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise InputError(f"--scheduler {addr!r}: the port must be a number") from None
+    try:
+        socket.create_connection((host.strip("[]"), port_number), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"cannot connect to the Dask scheduler at {addr}: {e}") from None
+
+
 # --------------------------------------------------------------------------------------------
 # Opening
 # --------------------------------------------------------------------------------------------
@@ -182,6 +202,7 @@ def open_client(opts: ClusterOptions) -> Iterator[ClusterInfo]:
             if Path(addr).expanduser().is_file():
                 client = Client(scheduler_file=str(Path(addr).expanduser()), timeout=opts.connect_timeout, **kw)
             else:
+                _probe_scheduler(addr, opts.connect_timeout)
                 client = Client(addr, timeout=opts.connect_timeout, **kw)
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot connect to the Dask scheduler at {addr}: {e}") from None

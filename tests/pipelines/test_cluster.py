@@ -127,6 +127,9 @@ def test_bad_scheduler_addresses_and_tls_options(tmp_path):
     with pytest.raises(InputError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
         with open_client(ClusterOptions(scheduler="tcp://127.0.0.1:9", connect_timeout=2)):
             pass
+    with pytest.raises(InputError, match="the port must be a number"):
+        with open_client(ClusterOptions(scheduler="tcp://127.0.0.1:dask")):
+            pass
     with pytest.raises(InputError, match="--tls-ca-file: file not found"):
         security_from_options(str(tmp_path / "ca.pem"), None, None)
     (tmp_path / "ca.pem").write_text("x")

@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/matcher_speed.py [--sizes 256 512] [--threads 2] [--repeats 3] [--checkpoint CKPT]
 
-Times `Matcher.match` end to end (normalisation, network, coordinate mapping) on real-looking texture.
+Times `Matcher.match` end to end (normalisation, network, coordinate mapping) on real-looking texture, with
+the allocator setting the Matcher applies (geomreg/nn/cpu_allocator.py; GEOMREG_CPU_ALLOCATOR=system runs
+with malloc as it is, for comparison), and prints the process's peak resident memory.
 Random weights are used when no checkpoint is given: the cost of the network does not depend on its weights
 except through the number of coarse matches refined by the fine stage, so the fine stage is forced to refine
 as many matches as the model ever refines (its cap, CoarseConfig.max_matches; --fine-matches) to keep the
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import time
 
@@ -72,14 +76,16 @@ def main() -> None:
             m.match(ref, mov)
             times.append(time.perf_counter() - t)
         rows.append({"size": s, "median_s": statistics.median(times), "min_s": min(times)})
-    print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    allocator = os.environ.get("GEOMREG_CPU_ALLOCATOR") or "freed memory kept"
+    print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}; allocator: {allocator}; peak RSS {peak_mb:.0f} MB")
     print("| pair size | median s/pair | min s/pair |\n|---|---|---|")
     for r in rows:
         print(f"| {r['size']}x{r['size']} | {r['median_s']:.2f} | {r['min_s']:.2f} |")
     t512 = next((r["median_s"] for r in rows if r["size"] == 512), None)
     if t512 is not None:
         print(f"target <= 1.5 s per 512x512 pair: {'PASS' if t512 <= 1.5 else 'FAIL'} ({t512:.2f} s)")
-    print(json.dumps({"parameters": n_params, "threads": args.threads, "rows": rows}))
+    print(json.dumps({"parameters": n_params, "threads": args.threads, "allocator": allocator, "peak_rss_mb": round(peak_mb), "rows": rows}))
 
 
 if __name__ == "__main__":

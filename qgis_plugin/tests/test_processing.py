@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ def test_algorithm_runs_end_to_end_inside_qgis(qgis_processing, plugin, in_proce
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     _check_outputs(processing.run("geomreg:coregister", _params(pair, out_dir)), pair, texture, out_dir)
+    assert os.environ.get("GEOMREG_CPU_ALLOCATOR") == "system"  # QGIS's own process keeps malloc as it is
 
 
 @pytest.mark.engine

@@ -149,6 +149,9 @@ def _run_in_process(
     is_canceled: Callable[[], bool],
     log: Callable[[str], None],
 ) -> RegistrationOutcome:
+    # Inside QGIS the engine leaves malloc as it is: its CPU tuning keeps freed memory in the process for
+    # reuse, right for a matching job, not for a desktop session that goes on long after one registration.
+    os.environ.setdefault("GEOMREG_CPU_ALLOCATOR", "system")
     import geomreg  # noqa: PLC0415 (the engine is only imported when used: torch is slow to load)
 
     def on_progress(fraction: float, stage: str | None = None) -> None:

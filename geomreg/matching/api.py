@@ -93,7 +93,7 @@ class Matcher:
     def __init__(self, model: RegNetMamba2, device: str | torch.device = "cpu", config: MatcherConfig | None = None) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         if self.device.type == "cpu":
-            keep_freed_memory()  # a third off the time per pair on CPU (geomreg/nn/cpu_allocator.py)
+            keep_freed_memory()  # 15-20 % off the time per pair on CPU (geomreg/nn/cpu_allocator.py)
         self.model = model.to(self.device).eval()
         self.config = config or MatcherConfig()
 

@@ -3,11 +3,11 @@
 glibc serves every allocation above its mmap threshold (at most 32 MiB, raised dynamically) with a fresh
 ``mmap`` and hands it back with ``munmap`` on free, and it trims the heap top back to the OS. PyTorch on CPU
 allocates a new tensor for almost every operation, and the SSD's intra-chunk matrices are 30 MiB and more
-at 512 px, so the same pages are faulted in and zeroed by the kernel again and again: on 2 cores an
-elementwise product over 8.4 M floats took 25 ms on fresh pages against 3.6 ms on reused ones, and a 512 px
-pair 1.43 s against 0.92 s (benchmarks/matcher_speed.py). Raising both thresholds makes freed blocks
-reusable; the price is that the process keeps its peak heap until it exits, as PyTorch's CUDA caching
-allocator does.
+at 512 px, so the same pages are faulted in and zeroed by the kernel again and again. Raising both
+thresholds makes freed blocks reusable: a 512 px pair on 2 cores took 1.22-1.40 s against 1.53-1.55 s (slim
+design) and 1.90-2.05 s against 2.22-2.36 s (shipped weights), with the same peak memory
+(benchmarks/matcher_speed.py with and without GEOMREG_CPU_ALLOCATOR=system). The price is that the process
+keeps its peak heap until it exits, as PyTorch's CUDA caching allocator does.
 
 Set GEOMREG_CPU_ALLOCATOR=system to leave malloc untouched (for example when jemalloc or tcmalloc is
 preloaded). Other C libraries (macOS, Windows, musl) are left as they are.

@@ -173,8 +173,8 @@ def ssd_chunked(
     """The chunked SSD on group-major tensors: the layout the algorithm works in.
 
     x [b, G, R, L, P], dt [b, G, R, L], A [G*R], B, C [b, G, L, N], D [G*R] or None,
-    initial_state [b, G*R, P, N] or None -> y [b, G, R, L, P], final state [b, G*R, P, N]. Head h = (g, r) reads group g, as in ``ssd_scan``.
-    Callers that already hold their tokens group-major (the 2-D scan: one group per direction) call this
+    initial_state [b, G*R, P, N] or None -> y [b, G, R, L, P], final state [b, G*R, P, N].
+    Head h = (g, r) reads group g, as in ``ssd_scan``. Callers that already hold their tokens group-major (the 2-D scan: one group per direction) call this
     directly and skip two full-size copies per tensor.
     """
     b, G, R, L, P = x.shape
@@ -292,7 +292,7 @@ def ssd_scan_grouped(
     B, C [b, G, L, N] -> y [b, G, R, L, P]. Same recurrence and backends; the pure path skips the
     layout copies ``ssd_scan`` makes (the 2-D scan keeps each direction's tokens apart anyway)."""
     if backend not in ("torch", "cuda", "auto"):
-        raise ValueError(f"ssd_scan: unknown backend {backend!r} (torch, cuda or auto)")
+        raise ValueError(f"ssd_scan_grouped: unknown backend {backend!r} (torch, cuda or auto)")
     if backend == "cuda" or (backend == "auto" and x.is_cuda and _mamba_kernel() is not None):
         G = x.shape[1]
         y = ssd_scan(
@@ -307,7 +307,7 @@ def ssd_scan_grouped(
         )
         return rearrange(y, "b l (g r) p -> b g r l p", g=G)
     if chunk_size < 1:
-        raise ValueError(f"ssd_scan: chunk_size must be positive, got {chunk_size}")
+        raise ValueError(f"ssd_scan_grouped: chunk_size must be positive, got {chunk_size}")
     return ssd_chunked(x, dt, A, B, C, chunk_size, D=D)[0]
 
 

@@ -320,3 +320,23 @@ def test_cuda_backend_matches_torch(L: int) -> None:
         assert rel < 5e-3, f"cuda vs torch relative error {rel:.2e}"
     y_auto = ssd_scan(x, dt, A, B, C, backend="auto", chunk_size=64, D=D)
     torch.testing.assert_close(y_auto.float(), y_k.float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and _mamba_ssm_importable()), reason="needs CUDA and an importable mamba-ssm"
+)
+def test_grouped_cuda_backend_matches_torch() -> None:
+    dev = torch.device("cuda")
+    x, dt, A, B, C, D, _ = (t.float().to(dev) for t in _inputs(2, 1000, 8, 64, 4, 64, seed=4))
+    grouped = (
+        rearrange(x, "b l (g r) p -> b g r l p", g=4),
+        rearrange(dt, "b l (g r) -> b g r l", g=4),
+        A,
+        rearrange(B, "b l g n -> b g l n"),
+        rearrange(C, "b l g n -> b g l n"),
+    )
+    y_k = ssd_scan_grouped(*grouped, chunk_size=64, D=D, backend="cuda")
+    y_t = ssd_scan_grouped(*grouped, chunk_size=64, D=D, backend="torch")
+    rel = (y_k.float() - y_t).norm() / y_t.norm()
+    assert rel < 5e-3, f"cuda vs torch relative error {rel:.2e}"

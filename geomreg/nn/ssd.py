@@ -239,6 +239,13 @@ def cuda_kernel_available() -> bool:
     return torch.cuda.is_available() and _mamba_kernel() is not None
 
 
+def _use_kernel(backend: str, x: torch.Tensor, caller: str) -> bool:
+    """Validate ``backend`` and say whether it routes to mamba-ssm's kernel (shared by both entry points)."""
+    if backend not in ("torch", "cuda", "auto"):
+        raise ValueError(f"{caller}: unknown backend {backend!r} (torch, cuda or auto)")
+    return backend == "cuda" or (backend == "auto" and x.is_cuda and _mamba_kernel() is not None)
+
+
 def ssd_scan(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -263,10 +270,7 @@ def ssd_scan(
     _check_inputs(x, dt, A, B, C, D, initial_state)
     if chunk_size < 1:
         raise ValueError(f"ssd_scan: chunk_size must be positive, got {chunk_size}")
-    if backend not in ("torch", "cuda", "auto"):
-        raise ValueError(f"ssd_scan: unknown backend {backend!r} (torch, cuda or auto)")
-    use_kernel = backend == "cuda" or (backend == "auto" and x.is_cuda and _mamba_kernel() is not None)
-    if use_kernel:
+    if _use_kernel(backend, x, "ssd_scan"):
         kernel = _mamba_kernel()
         if kernel is None or not x.is_cuda:
             raise RuntimeError("ssd_scan: backend='cuda' needs CUDA tensors and the mamba-ssm package (pip install geomreg[gpu])")
@@ -291,9 +295,7 @@ def ssd_scan_grouped(
     """``ssd_scan`` for callers whose tokens are group-major: x [b, G, R, L, P], dt [b, G, R, L],
     B, C [b, G, L, N] -> y [b, G, R, L, P]. Same recurrence and backends; the pure path skips the
     layout copies ``ssd_scan`` makes (the 2-D scan keeps each direction's tokens apart anyway)."""
-    if backend not in ("torch", "cuda", "auto"):
-        raise ValueError(f"ssd_scan_grouped: unknown backend {backend!r} (torch, cuda or auto)")
-    if backend == "cuda" or (backend == "auto" and x.is_cuda and _mamba_kernel() is not None):
+    if _use_kernel(backend, x, "ssd_scan_grouped"):
         G = x.shape[1]
         y = ssd_scan(
             rearrange(x, "b g r l p -> b l (g r) p"),

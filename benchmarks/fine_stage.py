@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--local-radius", type=int, default=None,
                     help="fine position at inference: soft-argmax over the peak +- this many cells (0: whole window; default: the model's)")
+    ap.add_argument("--window", type=int, default=None, help="fine window side at inference (default: the checkpoint's)")
     ap.add_argument("--gt-fixes", type=Path, default=None, help="audited ground truth (scripts/audit_ground_truth.py)")
     args = ap.parse_args(argv)
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         by_mod[r.modality].append(r)
     if args.local_radius is not None:
         model.fine.cfg = replace(model.fine.cfg, local_radius=args.local_radius)
+    if args.window is not None:
+        model.set_fine_window(args.window)
     pairs = [cache_pair(r) for m in sorted(by_mod) for r in by_mod[m][: args.pairs_per_modality]]
     stats = fine_stage_stats(model, pairs)
     print(f"{'modality':10s} {'kind':5s} {'correct/matches':>15s} {'anchor med px':>13s} {'fine med px':>11s} {'fine <1 px':>10s} {'std':>5s} {'gain':>5s}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import statistics
 import time
@@ -35,12 +36,32 @@ def texture(size: int, seed: int) -> np.ndarray:
     return (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
 
 
+def cpu_summary() -> dict:
+    """The CPU the figures were measured on. The same code ran the shipped weights at 0.94 s per 512 px pair on
+    a host whose CPU had AMX and AVX-512 (2026-11-26) and at 1.9-2.05 s on the host of an earlier session:
+    oneDNN picks its kernels by instruction set, so a timing means little without it."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "isa": isa, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--checkpoint")
+    ap.add_argument("--fine-window", type=int, default=None, help="fine window side at inference (default: the model's)")
     ap.add_argument(
         "--fine-matches", type=int, default=None, help="matches the fine stage refines when no checkpoint is given (default: the cap, CoarseConfig.max_matches)"
     )
@@ -65,6 +86,8 @@ def main() -> None:
 
         model.forward = forced  # type: ignore[method-assign]
         m = Matcher(model, "cpu")
+    if args.fine_window:
+        m.model.set_fine_window(args.fine_window)
     n_params = sum(p.numel() for p in m.model.parameters())
     rows = []
     for s in args.sizes:
@@ -78,14 +101,16 @@ def main() -> None:
         rows.append({"size": s, "median_s": statistics.median(times), "min_s": min(times)})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     allocator = os.environ.get("GEOMREG_CPU_ALLOCATOR") or "freed memory kept"
+    cpu = cpu_summary()
     print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}; allocator: {allocator}; peak RSS {peak_mb:.0f} MB")
+    print(f"CPU: {cpu['cpu']} ({cpu['logical_cpus']} logical CPUs; {', '.join(cpu['isa']) or 'no AVX2'}; torch dispatch {cpu['torch_cpu_capability']})")
     print("| pair size | median s/pair | min s/pair |\n|---|---|---|")
     for r in rows:
         print(f"| {r['size']}x{r['size']} | {r['median_s']:.2f} | {r['min_s']:.2f} |")
     t512 = next((r["median_s"] for r in rows if r["size"] == 512), None)
     if t512 is not None:
         print(f"target <= 1.5 s per 512x512 pair: {'PASS' if t512 <= 1.5 else 'FAIL'} ({t512:.2f} s)")
-    print(json.dumps({"parameters": n_params, "threads": args.threads, "allocator": allocator, "peak_rss_mb": round(peak_mb), "rows": rows}))
+    print(json.dumps({"parameters": n_params, "threads": args.threads, "allocator": allocator, "peak_rss_mb": round(peak_mb), **cpu, "rows": rows}))
 
 
 if __name__ == "__main__":

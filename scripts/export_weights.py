@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--gt-fixes", type=Path, help="audited ground truth (scripts/audit_ground_truth.py) for the validation pairs")
     ap.add_argument("--chunk-sizes", help="SSD chunk lengths per scale for inference, e.g. 8,16,32 (benchmarks/ssd_chunks.py "
                     "measures the fastest; a speed setting: the weights and the results do not depend on it)")
+    ap.add_argument("--fine-window", type=int, help="fine window side at inference (odd; the weights read any: "
+                    "RegNetMamba2.set_fine_window)")
     ap.add_argument("--score-only", action="store_true",
                     help="print the validation scores at --thresholds and stop: compare candidate checkpoints without exporting")
     args = ap.parse_args()
@@ -44,6 +46,8 @@ def main() -> None:
     model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
     if args.chunk_sizes:
         model.set_chunk_sizes(tuple(int(c) for c in args.chunk_sizes.split(",")))
+    if args.fine_window:
+        model.set_fine_window(args.fine_window)
     tuning = None
     if args.data is not None:
         thresholds = [float(t) for t in args.thresholds.split(",")]

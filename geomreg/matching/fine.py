@@ -11,7 +11,7 @@ expectation: its gradient reaches every position of the window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,13 @@ class FineResult:
 def anchor_fine_xy(idx: torch.Tensor, w8: int) -> torch.Tensor:
     """Coarse cell index (row-major, grid width w8) -> fine (x, y) index of its anchor. [M] -> [M, 2]."""
     return torch.stack([idx % w8, idx // w8], dim=-1) * FINE_PER_COARSE + ANCHOR
+
+
+def window_offsets(window: int) -> torch.Tensor:
+    """(x, y) offset of every window cell from its centre, row-major: [w*w, 2]."""
+    r = window // 2
+    d = torch.arange(-r, r + 1, dtype=torch.float32)
+    return torch.stack(torch.meshgrid(d, d, indexing="xy"), dim=-1).reshape(-1, 2)
 
 
 def local_expectation(heat: torch.Tensor, offsets: torch.Tensor, radius: int) -> torch.Tensor:
@@ -92,10 +99,14 @@ class FineMatching(nn.Module):
         self.fine_proj = nn.Linear(c_fine, cfg.dim)
         self.coarse_proj = nn.Linear(c_coarse, cfg.dim)
         self.mixer = WindowMixer(cfg.dim, cfg.heads)
-        r = cfg.window // 2
-        d = torch.arange(-r, r + 1, dtype=torch.float32)
-        grid = torch.stack(torch.meshgrid(d, d, indexing="xy"), dim=-1).reshape(-1, 2)  # [w*w, 2] (x, y)
-        self.register_buffer("offsets", grid, persistent=False)
+        self.register_buffer("offsets", window_offsets(cfg.window), persistent=False)
+
+    def set_window(self, window: int) -> None:
+        """Change the window side in place. No parameter depends on it (the mixer has no position embedding)."""
+        if window % 2 != 1 or window < 3:
+            raise ValueError(f"fine window must be odd and >= 3, got {window}")
+        self.cfg = replace(self.cfg, window=window)
+        self.offsets = window_offsets(window).to(self.offsets.device)
 
     def forward(
         self,

@@ -85,6 +85,18 @@ class RegNetMamba2(nn.Module):
         self.cfg = replace(self.cfg, coarse=coarse_cfg)
         return self
 
+    def set_fine_window(self, window: int) -> "RegNetMamba2":
+        """Set the fine window side (odd, at 1/2 resolution) in place.
+
+        The window mixer has no position embedding, so the same weights read any window. The matches a coarse
+        cell yields lie up to +-2 fine px (half a cell) from its anchor, exactly the border of the 5 x 5 window
+        the network trains on, where the soft-argmax is cut off and pulled inwards: a wider window at inference
+        removes that bias (benchmarks/fine_stage.py --window).
+        """
+        self.fine.set_window(window)
+        self.cfg = replace(self.cfg, fine=self.fine.cfg)
+        return self
+
     def set_chunk_sizes(self, sizes: tuple[int, int, int]) -> "RegNetMamba2":
         """Set the SSD chunk length of each scale (1/2, 1/4, 1/8) in place.
 

@@ -83,3 +83,36 @@ def test_training_uses_the_whole_window_and_inference_the_local_estimate():
     whole = FineMatching(FineConfig(window=5, dim=16, heads=2, local_radius=0), c_fine=8, c_coarse=12)
     whole.load_state_dict(fm.state_dict())
     assert torch.allclose(whole.eval()(fine, fine, coarse, coarse, batch, idx, idx, 8).offset, train.offset, atol=1e-5)
+
+
+def test_set_window_changes_the_window_not_the_weights():
+    torch.manual_seed(0)
+    fm = FineMatching(FineConfig(window=5, dim=16, heads=2), c_fine=8, c_coarse=12)
+    before = {k: v.clone() for k, v in fm.state_dict().items()}
+    fm.set_window(7)
+    assert fm.cfg.window == 7 and fm.offsets.shape == (49, 2) and fm.offsets.abs().max() == 3
+    assert all(torch.equal(before[k], v) for k, v in fm.state_dict().items())
+    fine, coarse = torch.randn(1, 8, 32, 32), torch.randn(1, 64, 12)
+    idx = torch.tensor([9, 18, 27])
+    r = fm.eval()(fine, fine, coarse, coarse, torch.zeros(3, dtype=torch.long), idx, idx, 8)
+    assert r.heatmap.shape == (3, 7, 7)
+    for bad in (4, 1):
+        try:
+            fm.set_window(bad)
+        except ValueError as exc:
+            assert "odd" in str(exc)
+        else:
+            raise AssertionError(f"window {bad} accepted")
+
+
+def test_a_wider_window_keeps_a_peak_at_the_5x5_border_unbiased():
+    # A match half a coarse cell from its anchor sits on the 5 x 5 window's border: the local estimate
+    # there is cut off and pulled inwards; in a 7 x 7 window the peak has neighbours on both sides.
+    target = torch.tensor([1.9, -0.4])
+    errors = {}
+    for w in (5, 7):
+        offsets = FineMatching(FineConfig(window=w), c_fine=8, c_coarse=8).offsets
+        logits = -((offsets - target) ** 2).sum(-1) / (2 * 0.6**2)
+        heat = torch.softmax(logits, 0)[None]
+        errors[w] = (local_expectation(heat, offsets, radius=1)[0] - target).norm().item()
+    assert errors[5] > 0.12 and errors[7] < 0.05

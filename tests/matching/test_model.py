@@ -65,6 +65,13 @@ def test_set_coarse_threshold_changes_what_the_model_runs_at():
     assert m.cfg.coarse.threshold == 0.03 and m.coarse.cfg.threshold == 0.03
 
 
+def test_set_fine_window_is_recorded_in_the_config():
+    m = RegNetMamba2()
+    assert m.set_fine_window(7) is m
+    assert m.cfg.fine.window == 7 and m.fine.cfg.window == 7
+    assert RegNetMamba2Config.from_dict(m.cfg.to_dict()).fine.window == 7
+
+
 def test_chunk_sizes_change_the_speed_not_the_result():
     from geomreg.nn.mamba2 import MixerConfig
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from geomreg.matching.guided import GuideConfig, guided_matches
 from geomreg.matching.model import RegNetMamba2
 from geomreg.matching.preprocess import NormalizedImage, check_image, normalize_intensity
 from geomreg.matching.types import ImageMatcher, MatchResult
@@ -33,6 +34,8 @@ class MatcherConfig:
     max_side: int = 768
     batch_size: int = 4
     min_confidence: float = 0.0
+    # Second fine pass around the first pass's fitted geometry (geomreg/matching/guided.py); None: one pass.
+    guide: GuideConfig | None = GuideConfig()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -143,7 +146,9 @@ class Matcher:
             ib, vb = _pad_to(prepared[k][1], h, w)
             imgs_a.append(ia), val_a.append(va), imgs_b.append(ib), val_b.append(vb)
         t = lambda xs: torch.from_numpy(np.stack(xs))[:, None].to(self.device)  # noqa: E731
-        out = self.model(t(imgs_a), t(imgs_b), t(val_a), t(val_b)).matches
+        valid_b = t(val_b)
+        out = self.model(t(imgs_a), t(imgs_b), t(val_a), valid_b)
+        out = out.matches if self.config.guide is None else guided_matches(self.model, out, valid_b, self.config.guide)
         batch = out.batch.cpu().numpy()
         xy_a, xy_b, conf = (v.float().cpu().numpy().astype(np.float64) for v in (out.xy_a, out.xy_b, out.confidence))
         results = []

@@ -118,14 +118,16 @@ class FineMatching(nn.Module):
         idx_a: torch.Tensor,
         idx_b: torch.Tensor,
         w8: int,
+        centre_b: torch.Tensor | None = None,  # [M, 2] fine (x, y) of B's windows (default: idx_b's anchors)
     ) -> FineResult:
         w = self.cfg.window
         m = batch.numel()
         if m == 0:
             z = fine_a.new_zeros(0)
             return FineResult(z.view(0, 2), z, z.view(0, w, w))
+        centre_b = anchor_fine_xy(idx_b, w8) if centre_b is None else centre_b
         wa = gather_windows(fine_a, batch, anchor_fine_xy(idx_a, w8), w)  # [M, w*w, C0]
-        wb = gather_windows(fine_b, batch, anchor_fine_xy(idx_b, w8), w)
+        wb = gather_windows(fine_b, batch, centre_b, w)
         wa = self.fine_proj(wa) + self.coarse_proj(coarse_a[batch, idx_a])[:, None]
         wb = self.fine_proj(wb) + self.coarse_proj(coarse_b[batch, idx_b])[:, None]
         query, wb = self.mixer(wa, wb, anchor=(w * w) // 2)  # [M, C] the anchor of A, [M, w*w, C]

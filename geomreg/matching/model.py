@@ -156,6 +156,26 @@ class RegNetMamba2(nn.Module):
         return RegNetOutput(coarse, to_refine, fine, matches, hw8, feats)
 
 
+    def fine_at(self, out: RegNetOutput, xy_b: torch.Tensor, keep: torch.Tensor | None = None) -> Correspondences:
+        """Stage 5 again, with B's windows centred where ``xy_b`` says instead of on the coarse matches' cells.
+
+        out: a forward's output; xy_b [M, 2] pixel (x, y) in B for each of out.fine_matches (e.g. where a model
+        fitted to the first pass puts A's anchors); keep [M] bool: which of them to refine (default: all).
+        Returns the refined correspondences of the kept matches; A's side and the confidences are unchanged.
+        """
+        fm, feats, w8 = out.fine_matches, out.features, out.hw8[1]
+        keep = torch.ones_like(fm.batch, dtype=torch.bool) if keep is None else keep
+        batch, idx_a, confidence = fm.batch[keep], fm.idx_a[keep], fm.confidence[keep]
+        h2, w2 = feats.fine_b.shape[-2:]
+        centre = torch.round((xy_b[keep] - 0.5) / STRIDE_FINE).long()  # [K, 2] nearest fine cell
+        centre = torch.stack([centre[:, 0].clamp(0, w2 - 1), centre[:, 1].clamp(0, h2 - 1)], dim=-1)
+        cell = centre // (STRIDE_COARSE // STRIDE_FINE)  # [K, 2] the coarse cell holding it (its 1/8 context)
+        idx_b = cell[:, 1] * w8 + cell[:, 0]
+        fine = self.fine(feats.fine_a, feats.fine_b, feats.coarse_a, feats.coarse_b, batch, idx_a, idx_b, w8, centre_b=centre)
+        xy_a = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
+        return Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence)
+
+
 def _split_pyramid(p: Pyramid, n: int) -> tuple[Pyramid, Pyramid]:
     a = Pyramid(p.f2[:n], p.f4[:n], p.f8[:n], p.hw2, p.hw4, p.hw8)
     b = Pyramid(p.f2[n:], p.f4[n:], p.f8[n:], p.hw2, p.hw4, p.hw8)

@@ -6,9 +6,12 @@ set -u
 minutes=${1:-6}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-# 1. training leg (no mamba-ssm on the path: the pure SSD trains; the tqdm lines are filtered out of the log)
+# 1. training leg (no mamba-ssm on the path: the pure SSD trains; the tqdm lines are filtered out of the log).
+#    runs/ does not outlive a session: without a packed .gpu_data/last.pt the leg starts from the packaged weights.
+start=(--resume .gpu_data/last.pt)
+[ -f .gpu_data/last.pt ] || start=(--init-weights geomreg/weights/regnetmamba2.pt)
 PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \
-  --data .gpu_data --out "$OUT/run" --resume .gpu_data/last.pt --device cuda --max-minutes "$minutes" \
+  --data .gpu_data --out "$OUT/run" "${start[@]}" --device cuda --max-minutes "$minutes" \
   --config "${GPU_LEG_CONFIG:-geomreg/train/configs_gpu.json}" 2>&1 | grep -v "train:" | tail -40
 # 2. (GPU_LEG_SSD=0 skips it) mamba-ssm's Triton SSD vs our pure SSD (a pure-Python build of mamba-ssm travels in .whl; its CUDA
 #    extension for Mamba-1 is not built, so the package __init__ that imports it is emptied here only)

@@ -41,7 +41,10 @@ class CoarseConfig:
 
 @dataclass(frozen=True)
 class FineConfig:
-    window: int = 5  # fine window side at 1/2 resolution (odd): +-2 fine px = +-4 px, half a coarse cell
+    # Fine window side at 1/2 resolution (odd): 5 = +-2 fine px = +-4 px, half a coarse cell. No weight depends on
+    # it: the shipped weights trained at 5 and run at 7 (RegNetMamba2.set_fine_window; their card's config),
+    # which keeps a match half a cell off away from the window's border and leaves room for guided matching.
+    window: int = 5
     dim: int = 32  # the window mixer runs on 2 x 25 tokens per match: cost grows with dim^2
     heads: int = 4
     # Inference position: soft-argmax over the heatmap peak +- this many cells (0: the whole window; see fine.py).

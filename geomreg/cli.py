@@ -22,7 +22,9 @@ import functools
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Iterator
@@ -134,6 +136,14 @@ def _fail(message: str, code: int, as_json: bool = False) -> None:
     sys.exit(code)
 
 
+def _honour_sigint() -> None:
+    """With --progress-json, SIGINT is how the controlling program cancels (the QGIS plugin does). A process
+    started from a non-interactive shell's background job inherits SIGINT ignored, and would then run to the
+    end and write its outputs: restore Python's handler, which _guard turns into "interrupted", exit 1."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _guard(f):
     """Bad input -> message on stderr and exit 2, never a traceback. With --progress-json every way out
     is a JSON line: the error event (for an unexpected exception with its traceback, exit code 1)."""
@@ -217,6 +227,8 @@ def register_command(reference, moving, output, mode, overwrite, progress, progr
     """Register MOVING onto REFERENCE and write OUTPUT with its report, tie points and .points next to it."""
     from geomreg.api import register
 
+    if progress_json:
+        _honour_sigint()
     with _json_logging() if progress_json else contextlib.nullcontext():
         cfg = config_from_options(**kw)
         from geomreg.geo.outputs import check_output_path

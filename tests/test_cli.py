@@ -243,8 +243,10 @@ def test_help_offers_progress_json():
     assert r.exit_code == 0 and "--progress-json" in r.output
 
 
-def test_progress_json_sigint_leaves_nothing(pair, tmp_path):
-    """How the QGIS plugin cancels: SIGINT once the engine reports progress -> an error event, exit 1, no files."""
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_progress_json_sigint_leaves_nothing(pair, tmp_path, inherited):
+    """How the QGIS plugin cancels: SIGINT once the engine reports progress -> an error event, exit 1, no files.
+    Also when the engine inherits SIGINT ignored (started from a non-interactive shell's background job)."""
     import os
     import signal
     import subprocess
@@ -256,8 +258,10 @@ def test_progress_json_sigint_leaves_nothing(pair, tmp_path):
            "--matcher", "cfog", "--tile-size", "128", "--overlap", "16", "--progress-json"]
     # 128 px tiles match (about 1.2 s of tiles after the first batch on a fast host); 96 px tiles all failed at
     # once, and a fast host finished the run before the signal arrived.
+    disposition = signal.SIG_IGN if inherited == "ignored" else signal.SIG_DFL
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     try:
         events = []
         for line in p.stderr:

@@ -154,6 +154,8 @@ def _guard(f):
         from geomreg.geo.errors import InputError
 
         as_json = bool(kwargs.get("progress_json"))
+        if as_json:
+            _honour_sigint()  # KeyboardInterrupt below is the program's cancel
         try:
             return f(*args, **kwargs)
         except InputError as e:
@@ -227,8 +229,6 @@ def register_command(reference, moving, output, mode, overwrite, progress, progr
     """Register MOVING onto REFERENCE and write OUTPUT with its report, tie points and .points next to it."""
     from geomreg.api import register
 
-    if progress_json:
-        _honour_sigint()
     with _json_logging() if progress_json else contextlib.nullcontext():
         cfg = config_from_options(**kw)
         from geomreg.geo.outputs import check_output_path

@@ -10,8 +10,9 @@ its individual matches are, so its prediction is a better window centre than the
 then localises every matched cell of A from there, within a window of +-3 fine px (+-6 px; the shipped
 weights run the fine stage at 7 x 7, RegNetMamba2.set_fine_window). The positions still come from the
 network's own correlation, not from the model, so local departures from a homography (relief, lens) within
-the window are kept. Measured on 2 x 128 warped validation instances (two warp seeds; scripts in the
-commit message): success@3 px 0.72 / 0.76 without, 0.77 / 0.81 with guidance.
+the window are kept. On the 128 warped validation instances of `scripts/export_weights.py CKPT --score-only
+--max-pairs 25` (step 13,500): success@3 px 0.71 with one pass at 5 x 5, 0.77 guided at 7 x 7; a prototype of
+the same procedure on a second warp seed gave 0.76 and 0.81.
 
 When no model can be fitted (too few matches, too few agreeing), the first pass is returned unchanged.
 """
@@ -33,24 +34,37 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GuideConfig:
     # A homography within this many px of a match counts it as agreeing. First-pass matches are good to a
-    # few px where right; 5 px registered more validation instances at 3 px than 8 px did (0.79 against 0.77
-    # over both warp seeds).
+    # few px where right; in the prototype, 5 px registered more validation instances at 3 px than 8 px did
+    # (0.79 against 0.77 over two warp seeds).
     threshold_px: float = 5.0
     min_inliers: int = 8
     max_iters: int = 10_000
 
 
-def fit_guide(xy_a: np.ndarray, xy_b: np.ndarray, cfg: GuideConfig) -> np.ndarray | None:
-    """Robust A -> B homography [3, 3] of one pair's first-pass matches, or None when none is supported."""
-    if len(xy_a) < max(cfg.min_inliers, 4):
+def supported_homography(
+    src: np.ndarray, dst: np.ndarray, threshold_px: float, min_inliers: int, *,
+    max_iters: int = 2000, confidence: float = 0.995, seed: int | None = None,
+) -> np.ndarray | None:
+    """Robust src -> dst homography [3, 3] (MAGSAC) that at least ``min_inliers`` matches agree on, or None.
+
+    The iteration defaults are OpenCV's; ``seed`` fixes its sampling (None: whatever state it is in).
+    """
+    if len(src) < max(min_inliers, 4):
         return None
-    cv2.setRNGSeed(0)  # the same matches give the same guide, run after run
+    if seed is not None:
+        cv2.setRNGSeed(seed)
     H, inliers = cv2.findHomography(
-        xy_a.astype(np.float64), xy_b.astype(np.float64), cv2.USAC_MAGSAC, cfg.threshold_px, maxIters=cfg.max_iters, confidence=0.999
+        np.asarray(src, np.float64), np.asarray(dst, np.float64), cv2.USAC_MAGSAC, threshold_px, maxIters=max_iters, confidence=confidence
     )
-    if H is None or inliers is None or int(inliers.sum()) < cfg.min_inliers or not np.all(np.isfinite(H)):
+    if H is None or inliers is None or int(inliers.sum()) < min_inliers or not np.all(np.isfinite(H)):
         return None
     return H
+
+
+def fit_guide(xy_a: np.ndarray, xy_b: np.ndarray, cfg: GuideConfig) -> np.ndarray | None:
+    """Robust A -> B homography [3, 3] of one pair's first-pass matches, or None when none is supported.
+    Seeded: the same matches give the same guide, run after run."""
+    return supported_homography(xy_a, xy_b, cfg.threshold_px, cfg.min_inliers, max_iters=cfg.max_iters, confidence=0.999, seed=0)
 
 
 def guided_matches(model: RegNetMamba2, out: RegNetOutput, valid_b: torch.Tensor, cfg: GuideConfig) -> Correspondences:

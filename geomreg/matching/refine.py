@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from geomreg.matching.cfog import CFOGMatcher
+from geomreg.matching.guided import supported_homography
 from geomreg.matching.types import ImageMatcher, MatchResult
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,7 @@ class RefineConfig:
 
 def base_homography(result: MatchResult, config: RefineConfig) -> np.ndarray | None:
     """Robust ref -> mov homography of a match result, or None when too few matches agree on one."""
-    if len(result) < config.min_model_inliers:
-        return None
-    H, inliers = cv2.findHomography(result.ref_xy, result.mov_xy, cv2.USAC_MAGSAC, config.model_threshold_px)
-    if H is None or inliers is None or int(inliers.sum()) < config.min_model_inliers:
-        return None
-    return H
+    return supported_homography(result.ref_xy, result.mov_xy, config.model_threshold_px, config.min_model_inliers)
 
 
 class RefinedMatcher:

@@ -91,7 +91,7 @@ class RegNetMamba2(nn.Module):
         The window mixer has no position embedding, so the same weights read any window. The matches a coarse
         cell yields lie up to +-2 fine px (half a cell) from its anchor, exactly the border of the 5 x 5 window
         the network trains on, where the soft-argmax is cut off and pulled inwards: a wider window at inference
-        removes that bias (benchmarks/fine_stage.py --window).
+        removes that bias (benchmarks/fine_shift_bias.py).
         """
         self.fine.set_window(window)
         self.cfg = replace(self.cfg, fine=self.fine.cfg)

@@ -163,17 +163,31 @@ class RegNetMamba2(nn.Module):
         fitted to the first pass puts A's anchors); keep [M] bool: which of them to refine (default: all).
         Returns the refined correspondences of the kept matches; A's side and the confidences are unchanged.
         """
-        fm, feats, w8 = out.fine_matches, out.features, out.hw8[1]
+        fm, w8 = out.fine_matches, out.hw8[1]
         keep = torch.ones_like(fm.batch, dtype=torch.bool) if keep is None else keep
         batch, idx_a, confidence = fm.batch[keep], fm.idx_a[keep], fm.confidence[keep]
+        fine, centre = self.fine_around(out.features, w8, batch, idx_a, xy_b[keep])
+        xy_a = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
+        return Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence)
+
+    def fine_around(
+        self,
+        feats: MatchingFeatures,
+        w8: int,
+        batch: torch.Tensor,  # [K]
+        idx_a: torch.Tensor,  # [K] A's cells
+        xy_b: torch.Tensor,  # [K, 2] pixel (x, y) in B to centre each window on
+    ) -> tuple[FineResult, torch.Tensor]:
+        """The fine stage on windows of B centred at the fine pixel nearest ``xy_b`` (not on a coarse cell's
+        anchor). Returns its result and the windows' fine (x, y) centres [K, 2], which its offsets are from.
+        Guided matching calls it at a model's predictions; training calls it at jittered true positions."""
         h2, w2 = feats.fine_b.shape[-2:]
-        centre = torch.round((xy_b[keep] - 0.5) / STRIDE_FINE).long()  # [K, 2] nearest fine cell
+        centre = torch.round((xy_b - 0.5) / STRIDE_FINE).long()  # [K, 2] nearest fine cell
         centre = torch.stack([centre[:, 0].clamp(0, w2 - 1), centre[:, 1].clamp(0, h2 - 1)], dim=-1)
         cell = centre // (STRIDE_COARSE // STRIDE_FINE)  # [K, 2] the coarse cell holding it (its 1/8 context)
         idx_b = cell[:, 1] * w8 + cell[:, 0]
         fine = self.fine(feats.fine_a, feats.fine_b, feats.coarse_a, feats.coarse_b, batch, idx_a, idx_b, w8, centre_b=centre)
-        xy_a = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
-        return Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence)
+        return fine, centre
 
 
 def _split_pyramid(p: Pyramid, n: int) -> tuple[Pyramid, Pyramid]:

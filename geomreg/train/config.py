@@ -40,6 +40,13 @@ class TrainConfig:
     fine_weight: float = 1.0
     fine_ce_weight: float = 0.5
     fine_gt_per_pair: int = 32
+    # Guided fine training: the fine stage also runs on ground-truth cells with B's window centred near the
+    # true position, not on the matched cell's anchor (uniformly within +- guided_fine_jitter_px per axis), the
+    # way guided matching (geomreg.matching.guided) centres it at a model's prediction. The true offset then
+    # lies anywhere in the window, out to its border, where anchor-centred windows put it within half a
+    # coarse cell of the centre. 0 disables it.
+    guided_fine_weight: float = 0.0
+    guided_fine_jitter_px: float = 5.0
     fine_pred_per_pair: int = 16
     # Teacher checkpoint for feature distillation ("" for none): a slimmer design warm-started from trained
     # weights (--init-weights with --model-config) is taught to reproduce the teacher's matching features.

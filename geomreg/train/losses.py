@@ -39,6 +39,7 @@ class LossParts:
     fine_ce: torch.Tensor
     distill: torch.Tensor | None = None  # with a teacher (TrainConfig.distill_from), both terms below weighted
     distill_match: torch.Tensor | None = None  # its match term (TrainConfig.distill_match_weight > 0)
+    guided_fine: torch.Tensor | None = None  # L2 of the jittered-window fine pass (TrainConfig.guided_fine_weight > 0)
 
 
 def coarse_focal_loss(prob: torch.Tensor, targets: CoarseTargets, valid_pairs: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:

@@ -71,9 +71,18 @@ def coarse_targets(H_ab: torch.Tensor, valid_a: torch.Tensor, valid_b: torch.Ten
     return CoarseTargets(b_idx, a_idx, j[b_idx, a_idx])
 
 
+def true_positions_in_b(H_ab: torch.Tensor, batch: torch.Tensor, idx_a: torch.Tensor, w8: int) -> torch.Tensor:
+    """Pixel (x, y) in B of the anchors of A's cells idx_a (of instances batch) [M, 2]: what the fine stage finds."""
+    pa = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
+    return warp_points(H_ab[batch], pa[:, None])[:, 0]
+
+
+def offsets_from(centre_b: torch.Tensor, true_b: torch.Tensor) -> torch.Tensor:
+    """True pixel positions [M, 2] relative to B's fine window centres [M, 2], in 1/2-resolution pixels."""
+    return (true_b - fine_to_pixel(centre_b.float())) / 2.0
+
+
 def fine_offsets(H_ab: torch.Tensor, matches: CoarseMatches, hw8: tuple[int, int]) -> torch.Tensor:
-    """True position of A's anchor in B, relative to B's window centre, in 1/2-resolution pixels. [M, 2]."""
-    pa = fine_to_pixel(anchor_fine_xy(matches.idx_a, hw8[1]).float())
-    centre_b = fine_to_pixel(anchor_fine_xy(matches.idx_b, hw8[1]).float())
-    pb = warp_points(H_ab[matches.batch], pa[:, None])[:, 0]
-    return (pb - centre_b) / 2.0
+    """True position of A's anchor in B, relative to B's window centre (the matched cell's anchor). [M, 2]."""
+    true_b = true_positions_in_b(H_ab, matches.batch, matches.idx_a, hw8[1])
+    return offsets_from(anchor_fine_xy(matches.idx_b, hw8[1]), true_b)

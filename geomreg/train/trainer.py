@@ -18,13 +18,13 @@ from tqdm import tqdm
 from geomreg.data.manifest import read_dataset, split_pairs
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.config import RegNetMamba2Config
-from geomreg.matching.model import RegNetMamba2, cell_mask
+from geomreg.matching.model import RegNetMamba2, RegNetOutput, cell_mask
 from geomreg.matching.weights import PACKAGED_WEIGHTS, atomic_torch_save, load_checkpoint, packaged_card, read_checkpoint
 from geomreg.nn.cpu_allocator import keep_freed_memory
 from geomreg.train.config import TrainConfig
 from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss, fine_losses, match_distillation_loss
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
-from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets
+from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets, offsets_from, true_positions_in_b
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
 from geomreg.train.warm_start import merge_config, slim_from
 from geomreg.train.whole_validation import WholeImageValidation, build_whole_validation
@@ -83,15 +83,36 @@ def _subsample(m: CoarseMatches, per_pair: int, gen: torch.Generator) -> CoarseM
     return CoarseMatches(m.batch[keep], m.idx_a[keep], m.idx_b[keep], m.confidence[keep])
 
 
+def _ground_truth_matches(gt: CoarseTargets) -> CoarseMatches:
+    return CoarseMatches(gt.batch, gt.idx_a, gt.idx_b, torch.ones_like(gt.batch, dtype=torch.float32))
+
+
 def fine_selection(gt: CoarseTargets, cfg: TrainConfig, gen: torch.Generator):
     """Fine stage trains on ground-truth cells and on the network's own predictions (what it sees at test time)."""
 
     def select(pred: CoarseMatches) -> CoarseMatches:
-        g = _subsample(CoarseMatches(gt.batch, gt.idx_a, gt.idx_b, torch.ones_like(gt.batch, dtype=torch.float32)), cfg.fine_gt_per_pair, gen)
+        g = _subsample(_ground_truth_matches(gt), cfg.fine_gt_per_pair, gen)
         p = _subsample(pred, cfg.fine_pred_per_pair, gen)
         return CoarseMatches(*(torch.cat([x, y]) for x, y in zip((g.batch, g.idx_a, g.idx_b, g.confidence), (p.batch, p.idx_a, p.idx_b, p.confidence))))
 
     return select
+
+
+def guided_fine_losses(
+    model: RegNetMamba2, out: RegNetOutput, gt: CoarseTargets, H: torch.Tensor, fine_w: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fine losses (L2, cross-entropy) on ground-truth cells of A, B's windows centred at a jittered true position.
+
+    Guided matching centres each window where a homography fitted to the first pass puts A's anchor, a few px
+    from the truth in any direction; anchor-centred training never shows the fine stage a true position more
+    than half a coarse cell from its window's centre. The features are the forward's: only the fine stage reruns.
+    """
+    g = _subsample(_ground_truth_matches(gt), cfg.fine_gt_per_pair, gen)
+    w8 = out.hw8[1]
+    true_b = true_positions_in_b(H, g.batch, g.idx_a, w8)  # [K, 2] px
+    jitter = (torch.rand(true_b.shape, generator=gen) * 2 - 1).to(true_b) * cfg.guided_fine_jitter_px
+    fine, centre = model.fine_around(out.features, w8, g.batch, g.idx_a, true_b + jitter)
+    return fine_losses(fine, offsets_from(centre, true_b), model.cfg.fine.window // 2, fine_w[g.batch])
 
 
 def training_step(
@@ -106,6 +127,10 @@ def training_step(
     target = fine_offsets(H, out.fine_matches, hw8)
     fine_l2, fine_ce = fine_losses(out.fine, target, state.model.cfg.fine.window // 2, fine_w[out.fine_matches.batch])
     total = coarse + cfg.fine_weight * fine_l2 + cfg.fine_ce_weight * fine_ce
+    guided = None
+    if cfg.guided_fine_weight:
+        guided, guided_ce = guided_fine_losses(state.model, out, gt, H, fine_w, cfg, gen)
+        total = total + cfg.guided_fine_weight * (guided + cfg.fine_ce_weight * guided_ce)
     distill = distill_match = None
     if teacher is not None:
         with torch.no_grad():  # the teacher's features (and similarity) only: no matching stages
@@ -117,7 +142,7 @@ def training_step(
             distill_match = match_distillation_loss(sim, taught_sim, cell_mask(va), cell_mask(vb))
             distill = distill + cfg.distill_match_weight * distill_match
         total = total + cfg.distill_weight * distill
-    return LossParts(total, coarse, fine_l2, fine_ce, distill, distill_match), int(gt.batch.numel())
+    return LossParts(total, coarse, fine_l2, fine_ce, distill, distill_match, guided), int(gt.batch.numel())
 
 
 def load_teacher(path: str, device) -> RegNetMamba2:
@@ -241,7 +266,8 @@ def train(
     teacher = load_teacher(cfg.distill_from, dev) if cfg.distill_from else None
     columns = ["step", "time", "loss", "coarse", "fine", "fine_ce", "lr", "positives", "sec_per_step"]
     distill_columns = (["distill"] + (["distill_match"] if cfg.distill_match_weight else [])) if teacher is not None else []
-    steps_log = CsvLog(out / "train_log.csv", columns + distill_columns)
+    guided_columns = ["guided_fine"] if cfg.guided_fine_weight else []
+    steps_log = CsvLog(out / "train_log.csv", columns + distill_columns + guided_columns)
     val_log = CsvLog(out / "val_log.csv", ["step", "time", "score", *sorted(_metric_keys(val_set))])
     leg = {"device": str(dev), "host": platform.node(), "cpu_threads": torch.get_num_threads(), "start_step": state.step, "steps": 0}
     state.history.append(leg)
@@ -279,7 +305,8 @@ def train(
                          fine=f"{losses.fine.item():.5f}", fine_ce=f"{losses.fine_ce.item():.5f}", lr=f"{lr:.2e}",
                          positives=n_pos, sec_per_step=f"{time.time() - t0:.3f}",
                          distill="" if losses.distill is None else f"{losses.distill.item():.5f}",
-                         distill_match="" if losses.distill_match is None else f"{losses.distill_match.item():.5f}")
+                         distill_match="" if losses.distill_match is None else f"{losses.distill_match.item():.5f}",
+                         guided_fine="" if losses.guided_fine is None else f"{losses.guided_fine.item():.5f}")
                 )
             if state.step % cfg.val_every_steps == 0:
                 result = _validate_and_keep_best(state, val_set, dev, out, cfg, val_log, t_start)

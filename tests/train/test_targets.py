@@ -3,7 +3,7 @@ import torch
 
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.train.pairs import random_homography, WarpRange
-from geomreg.train.targets import anchors, coarse_targets, fine_offsets, warp_points
+from geomreg.train.targets import anchors, coarse_targets, fine_offsets, offsets_from, warp_points
 
 
 def test_identity_gives_diagonal_targets_and_zero_fine_offsets():
@@ -57,3 +57,13 @@ def test_points_go_to_the_cell_with_the_nearest_anchor():
     assert ok.float().mean() > 0.9
     # nearest anchor on each axis (anchors are 8 px apart): always within the fine window's +-4 px reach
     assert (d[ok] >= -4.0).all() and (d[ok] < 4.0).all()
+
+
+def test_offsets_from_any_window_centre_recover_the_true_position():
+    from geomreg.matching.model import fine_to_pixel
+
+    true_b = torch.tensor([[10.3, 20.9], [33.0, 4.5], [0.5, 0.5]])
+    centre = torch.tensor([[4, 9], [17, 2], [0, 0]])  # fine (x, y) cells, not coarse anchors
+    off = offsets_from(centre, true_b)
+    torch.testing.assert_close(fine_to_pixel(centre.float()) + 2 * off, true_b)
+    assert torch.equal(off[2], torch.zeros(2))  # fine cell 0 covers pixels 0 and 1: its centre is 0.5

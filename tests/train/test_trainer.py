@@ -196,3 +196,35 @@ def test_training_reads_audited_ground_truth(tiny_dataset, tmp_path):
     train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, gt_fixes=str(tmp_path / "fixes.csv")), progress=False)
     split = (tmp_path / "run" / "split.txt").read_text()
     assert dropped not in split and recs[1].pair_id in split
+
+
+def test_guided_fine_training_puts_true_positions_anywhere_in_the_window():
+    """Jittered windows (as guided matching centres them) reach offsets anchor-centred ones never show."""
+    from geomreg.matching.model import RegNetMamba2, fine_to_pixel
+    from geomreg.train.targets import coarse_targets, offsets_from, true_positions_in_b
+
+    torch.manual_seed(0)
+    model = RegNetMamba2().eval()
+    model.set_fine_window(7)
+    img = torch.rand(1, 1, 96, 96)
+    valid = torch.ones_like(img, dtype=torch.bool)
+    H = torch.tensor([[[1.0, 0.0, 2.6], [0.0, 1.0, -1.3], [0.0, 0.0, 1.0]]])
+    gt = coarse_targets(H, valid, valid, (12, 12))
+    with torch.no_grad():
+        out = model(img, img, valid, valid)
+        true_b = true_positions_in_b(H, gt.batch, gt.idx_a, 12)
+        jitter = (torch.rand(true_b.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 5.0
+        fine, centre = model.fine_around(out.features, 12, gt.batch, gt.idx_a, true_b + jitter)
+    off = offsets_from(centre, true_b)
+    torch.testing.assert_close(fine_to_pixel(centre.float()) + 2 * off, true_b)
+    assert fine.offset.shape == off.shape and off.abs().max() <= 3.0  # every target inside the 7 x 7 window
+    assert (off.abs() > 2.0).any()  # ... and some beyond the +-2 fine px anchor-centred windows leave them in
+
+
+def test_guided_fine_term_trains_and_is_logged(tiny_dataset, tmp_path):
+    import csv
+
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=2, **TINY, guided_fine_weight=1.0, self_pair_prob=1.0), progress=False)
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert len(rows) == 2 and all(float(r["guided_fine"]) >= 0.0 for r in rows)

@@ -45,6 +45,11 @@ class TrainConfig:
     # way guided matching (geomreg.matching.guided) centres it at a model's prediction. The true offset then
     # lies anywhere in the window, out to its border, where anchor-centred windows put it within half a
     # coarse cell of the centre. 0 disables it.
+    # Top-level stages of RegNetMamba2 to train (e.g. ["msf", "fine"]); the others are frozen. Training only the
+    # fine features and head keeps the coarse matches exactly those of the starting weights: on CPU, legs
+    # that trained everything from the shipped weights lost coarse accuracy faster than the fine stage gained.
+    # Empty: train everything.
+    trainable: tuple = ()
     guided_fine_weight: float = 0.0
     guided_fine_jitter_px: float = 5.0
     fine_pred_per_pair: int = 16
@@ -81,6 +86,8 @@ class TrainConfig:
         kw = {k: v for k, v in d.items() if k in names}
         if "crop_sizes" in kw:
             kw["crop_sizes"] = tuple(int(x) for x in kw["crop_sizes"])
+        if "trainable" in kw:
+            kw["trainable"] = tuple(str(x) for x in kw["trainable"])
         return cls(**kw)
 
     def batch_for(self, size: int) -> int:

@@ -184,6 +184,18 @@ def restore(path: Path, device) -> tuple[TrainState, TrainConfig]:
     return state, cfg
 
 
+def freeze_all_but(model: RegNetMamba2, stages: tuple[str, ...]) -> None:
+    """Train only these top-level stages (all when empty); frozen ones build no autograd graph, so steps are cheaper."""
+    names = {name for name, _ in model.named_children()}
+    unknown = sorted(set(stages) - names)
+    if unknown:
+        raise ValueError(f"trainable: unknown stage(s) {unknown}; RegNetMamba2 has {sorted(names)}")
+    for name, child in model.named_children():
+        child.requires_grad_(not stages or name in stages)
+    if stages:
+        log.info("training only %s; %s frozen", ", ".join(stages), ", ".join(sorted(names - set(stages))))
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -248,6 +260,7 @@ def train(
         state = TrainState(model, make_optimizer(model, cfg), 0, -1.0, [])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    freeze_all_but(state.model, cfg.trainable)
 
     records = read_dataset(data_dir, cfg.gt_fixes or None)
     if cfg.gt_fixes:

@@ -228,3 +228,19 @@ def test_guided_fine_term_trains_and_is_logged(tiny_dataset, tmp_path):
     train(tiny_dataset, out, TrainConfig(max_steps=2, **TINY, guided_fine_weight=1.0, self_pair_prob=1.0), progress=False)
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert len(rows) == 2 and all(float(r["guided_fine"]) >= 0.0 for r in rows)
+
+
+def test_trainable_stages_train_and_the_rest_stay_frozen(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=1, **TINY), progress=False)
+    before = restore(out / "last.pt", "cpu")[0].model.state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    train(tiny_dataset, tmp_path / "tuned", TrainConfig(max_steps=2, **TINY, trainable=("msf", "fine")), init_weights=out / "last.pt", progress=False)
+    after = restore(tmp_path / "tuned" / "last.pt", "cpu")[0].model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"msf", "fine"}  # the coarse matches are the starting weights' own
+
+
+def test_unknown_trainable_stage_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, trainable=("decoder",)), progress=False)

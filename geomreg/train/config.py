@@ -46,9 +46,9 @@ class TrainConfig:
     # lies anywhere in the window, out to its border, where anchor-centred windows put it within half a
     # coarse cell of the centre. 0 disables it.
     # Top-level stages of RegNetMamba2 to train (e.g. ["msf", "fine"]); the others are frozen. Training only the
-    # fine features and head keeps the coarse matches exactly those of the starting weights: on CPU, legs
-    # that trained everything from the shipped weights lost coarse accuracy faster than the fine stage gained.
-    # Empty: train everything.
+    # fine features and head keeps the coarse matches exactly those of the starting weights, so a change in
+    # the validation score is the fine stage's alone, and a step costs half (frozen stages build no autograd
+    # graph: 0.39 s against 0.8 s on 2 cores). Empty: train everything.
     trainable: tuple = ()
     guided_fine_weight: float = 0.0
     guided_fine_jitter_px: float = 5.0

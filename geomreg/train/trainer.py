@@ -305,9 +305,10 @@ def train(
             batch = to_tensors(sample_batch(train_pairs, w, cfg, state.step, rng), dev, cfg.real_fine_weight)
             losses, n_pos = training_step(state, batch, cfg, gen, teacher)
             state.optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
-            state.optimizer.step()
+            if losses.total.requires_grad:  # with frozen stages, a batch with nothing to refine gives the rest nothing to learn
+                losses.total.backward()
+                torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+                state.optimizer.step()
             state.step += 1
             leg["steps"] = state.step - start_step
             bar.update(1)

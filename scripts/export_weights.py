@@ -32,6 +32,8 @@ def main() -> None:
                     help="whole: the accuracy benchmark's protocol on whole validation images through the Matcher "
                     "(what users run; default); crops: training's 256 px validation crops")
     ap.add_argument("--max-pairs", type=int, default=10, help="validation pairs per modality for --tune-on whole")
+    ap.add_argument("--warp-seeds", default="0", help="comma-separated seeds of the validation warps for --tune-on whole, "
+                    "e.g. 0,1: one warp per pair and seed (one seed's score moves by about 0.03 with the draw)")
     ap.add_argument("--gt-fixes", type=Path, help="audited ground truth (scripts/audit_ground_truth.py) for the validation pairs")
     ap.add_argument("--chunk-sizes", help="SSD chunk lengths per scale for inference, e.g. 8,16,32 (benchmarks/ssd_chunks.py "
                     "measures the fastest; a speed setting: the weights and the results do not depend on it)")
@@ -52,7 +54,8 @@ def main() -> None:
     if args.data is not None:
         thresholds = [float(t) for t in args.thresholds.split(",")]
         if args.tune_on == "whole":
-            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes)
+            seeds = tuple(int(x) for x in args.warp_seeds.split(","))
+            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes, seeds)
         else:
             model, tuning = tune_threshold(model, ck, args.data, thresholds)
         if args.score_only:
@@ -67,7 +70,7 @@ def main() -> None:
         "command": args.command,
         "data": "../shared/data/train (1,498 research-use pairs; split by sha1(pair_id), 10 % validation; see split in the run directory)",
         "validation": ck.get("validation", {}),
-        "validation_protocol": WHOLE_PROTOCOL.format(n=args.max_pairs) if args.data is not None and args.tune_on == "whole" else CROPS_PROTOCOL,
+        "validation_protocol": WHOLE_PROTOCOL.format(n=args.max_pairs, seeds=args.warp_seeds) if args.data is not None and args.tune_on == "whole" else CROPS_PROTOCOL,
         "parameters": sum(p.numel() for p in model.parameters()),
         "threshold_tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "best_metrics"},
     }
@@ -80,11 +83,11 @@ def main() -> None:
 
 
 CROPS_PROTOCOL = "seeded warps (rotation +-10 deg, scale +-10 %, translation +-8 %, mild perspective) of 256x256 crops of the validation pairs; MAGSAC 3 px; grid RMSE"
-WHOLE_PROTOCOL = ("benchmarks/accuracy.py's warped protocol on whole validation images ({n} pairs per modality, seed 0) "
+WHOLE_PROTOCOL = ("benchmarks/accuracy.py's warped protocol on whole validation images ({n} pairs per modality, warp seeds {seeds}) "
                   "through geomreg.Matcher; MAGSAC 3 px; grid RMSE")
 
 
-def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int, gt_fixes: Path | None = None):
+def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int, gt_fixes: Path | None = None, warp_seeds: tuple[int, ...] = (0,)):
     """Pick the coarse threshold on whole validation images, as users (and the accuracy benchmark) run them.
 
     The dual-softmax probabilities shrink as grids grow, so a threshold chosen on 256 px crops can starve
@@ -95,7 +98,7 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
     from geomreg.data.manifest import read_dataset, split_pairs
     from geomreg.train.whole_validation import build_whole_validation
 
-    val = build_whole_validation(split_pairs(read_dataset(data, gt_fixes))[1], max_pairs, thresholds[0])
+    val = build_whole_validation(split_pairs(read_dataset(data, gt_fixes))[1], max_pairs, thresholds[0], warp_seeds)
     runs = {t: replace(val, threshold=t).run(model, torch.device("cpu")) for t in thresholds}
     results = {t: r.metrics for t, r in runs.items()}
     score = {t: r.score for t, r in runs.items()}

@@ -24,8 +24,8 @@ def checkpoint(tmp_path):
 def test_score_only_prints_the_scores_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
     chosen = {}
 
-    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None):
-        chosen["thresholds"] = thresholds
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,)):
+        chosen["thresholds"], chosen["seeds"] = thresholds, warp_seeds
         print("threshold 0.02: whole-image validation score 0.500")
         return model, {"scores": {"0.02": 0.5}, "chosen": 0.02, "best_metrics": {}}
 
@@ -34,9 +34,9 @@ def test_score_only_prints_the_scores_and_writes_nothing(checkpoint, tmp_path, m
 
     monkeypatch.setattr(export, "tune_threshold_whole", fake_tune)
     monkeypatch.setattr(export, "export_packaged", no_export)
-    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(checkpoint), "--data", str(tmp_path), "--thresholds", "0.02", "--score-only"])
+    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(checkpoint), "--data", str(tmp_path), "--thresholds", "0.02", "--score-only", "--warp-seeds", "0,1"])
     export.main()
-    assert chosen["thresholds"] == [0.02]
+    assert chosen["thresholds"] == [0.02] and chosen["seeds"] == (0, 1)
     assert "validation score 0.500" in capsys.readouterr().out
 
 

@@ -22,3 +22,19 @@ def test_whole_image_validation_fingerprint_follows_instances_and_threshold(tiny
     assert a.fingerprint() == build_whole_validation(records, 1, 0.05).fingerprint()
     assert a.fingerprint() != build_whole_validation(records, 1, 0.1).fingerprint()
     assert a.fingerprint() != build_whole_validation(records, 2, 0.05).fingerprint()
+
+
+def test_each_warp_seed_adds_one_warp_per_pair(tiny_dataset):
+    import numpy as np
+    import pytest
+
+    records = read_manifest(tiny_dataset)
+    one = build_whole_validation(records, 1, 0.05)
+    two = build_whole_validation(records, 1, 0.05, warp_seeds=(0, 1))
+    assert len(two.instances) == 2 * len(one.instances)
+    assert [i.pair_id for i in two.instances[: len(one.instances)]] == [i.pair_id for i in one.instances]
+    assert all(np.array_equal(a.H_ref_to_mov, b.H_ref_to_mov) for a, b in zip(one.instances, two.instances))  # seed 0 first, unchanged
+    assert not np.allclose(two.instances[0].H_ref_to_mov, two.instances[len(one.instances)].H_ref_to_mov)  # seed 1 warps anew
+    assert two.fingerprint() != one.fingerprint()
+    with pytest.raises(ValueError, match="warp seed"):
+        build_whole_validation(records, 1, 0.05, warp_seeds=())

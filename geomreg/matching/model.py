@@ -48,6 +48,15 @@ class MatchingFeatures:
 
 
 @dataclass(frozen=True)
+class FineAt:
+    """Stage 5 run on windows of B centred where the caller says (RegNetMamba2.fine_at)."""
+
+    matches: Correspondences  # the refined correspondences of the kept matches
+    fine: FineResult  # their offsets, stds and heatmaps [K, w, w]
+    centre: torch.Tensor  # [K, 2] fine (x, y) index of each of B's windows (the offsets are from it)
+
+
+@dataclass(frozen=True)
 class RegNetOutput:
     coarse: CoarseResult
     fine_matches: CoarseMatches  # the coarse matches the fine stage refined (predicted, or given in training)
@@ -156,19 +165,20 @@ class RegNetMamba2(nn.Module):
         return RegNetOutput(coarse, to_refine, fine, matches, hw8, feats)
 
 
-    def fine_at(self, out: RegNetOutput, xy_b: torch.Tensor, keep: torch.Tensor | None = None) -> Correspondences:
+    def fine_at(self, out: RegNetOutput, xy_b: torch.Tensor, keep: torch.Tensor | None = None) -> FineAt:
         """Stage 5 again, with B's windows centred where ``xy_b`` says instead of on the coarse matches' cells.
 
         out: a forward's output; xy_b [M, 2] pixel (x, y) in B for each of out.fine_matches (e.g. where a model
         fitted to the first pass puts A's anchors); keep [M] bool: which of them to refine (default: all).
-        Returns the refined correspondences of the kept matches; A's side and the confidences are unchanged.
+        Returns the refined correspondences of the kept matches (A's side and the confidences unchanged) with
+        the fine result and window centres they came from (guided matching reads the heatmaps).
         """
         fm, w8 = out.fine_matches, out.hw8[1]
         keep = torch.ones_like(fm.batch, dtype=torch.bool) if keep is None else keep
         batch, idx_a, confidence = fm.batch[keep], fm.idx_a[keep], fm.confidence[keep]
         fine, centre = self.fine_around(out.features, w8, batch, idx_a, xy_b[keep])
         xy_a = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
-        return Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence)
+        return FineAt(Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence), fine, centre)
 
     def fine_around(
         self,

@@ -52,7 +52,7 @@ def test_fine_at_the_coarse_anchors_reproduces_the_first_pass():
     with torch.no_grad():
         out = model(img, torch.roll(img, (2, 3), (2, 3)), fine_on=_forced(cells, cells, [0] * len(cells)))
         anchors = out.matches.xy_b - out.fine.offset * 2  # B's window centres: the first pass less its fine offsets
-        again = model.fine_at(out, anchors)
+        again = model.fine_at(out, anchors).matches
     torch.testing.assert_close(again.xy_b, out.matches.xy_b)
     torch.testing.assert_close(again.xy_a, out.matches.xy_a)
     torch.testing.assert_close(again.confidence, out.matches.confidence)

@@ -1,0 +1,77 @@
+import numpy as np
+import torch
+
+from geomreg.matching.consensus import consensus_homography, positions_near
+from geomreg.matching.fine import window_offsets
+
+WINDOW = 7
+
+
+def _heatmaps(xy_a: np.ndarray, H_true: np.ndarray, H_guide: np.ndarray, sigma: float, rng: np.random.Generator):
+    """Windows centred where the guide puts each anchor (nearest fine cell), heatmaps peaked where H_true does."""
+    def project(H):
+        p = np.c_[xy_a, np.ones(len(xy_a))] @ H.T
+        return p[:, :2] / p[:, 2:]
+
+    centre = np.round((project(H_guide) - 0.5) / 2)  # fine cells
+    truth = (project(H_true) - 0.5) / 2 - centre  # fine cells from the centre, within the window here
+    offsets = window_offsets(WINDOW).numpy()  # [49, 2]
+    d2 = ((offsets[None] - truth[:, None]) ** 2).sum(-1)
+    heat = np.exp(-d2 / (2 * sigma**2)) + 0.02 * rng.random(d2.shape)
+    heat /= heat.sum(1, keepdims=True)
+    return torch.from_numpy(centre).long(), torch.from_numpy(heat.reshape(-1, WINDOW, WINDOW)).float()
+
+
+def _grid_error(H1: np.ndarray, H2: np.ndarray, size: int = 256) -> float:
+    g = np.stack(np.meshgrid(np.arange(0, size, 16.0), np.arange(0, size, 16.0)), -1).reshape(-1, 2)
+    p1, p2 = (np.c_[g, np.ones(len(g))] @ H.T for H in (H1, H2))
+    return float(np.sqrt(np.mean(np.sum((p1[:, :2] / p1[:, 2:] - p2[:, :2] / p2[:, 2:]) ** 2, 1))))
+
+
+def _case(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    H_true = np.array([[1.03, 0.05, 4.0], [-0.04, 0.98, -3.0], [1e-5, -2e-5, 1.0]])
+    # a guide that misses by a few px: shifted and slightly rotated about the image
+    H_guide = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.5], [0.0, 0.0, 1.0]]) @ H_true
+    xy_a = rng.uniform(16, 240, size=(300, 2))
+    return rng, H_true, H_guide, xy_a
+
+
+def test_broad_heatmaps_together_recover_the_homography_a_guide_missed():
+    rng, H_true, H_guide, xy_a = _case()
+    centre, heat = _heatmaps(xy_a, H_true, H_guide, sigma=1.5, rng=rng)  # each one as broad as the network's
+    assert _grid_error(H_guide, H_true) > 3.5
+    H = consensus_homography(H_guide, torch.from_numpy(xy_a).float(), centre, heat)
+    assert _grid_error(H, H_true) < 0.5
+
+
+def test_consensus_shrugs_off_a_third_of_wrong_heatmaps():
+    rng, H_true, H_guide, xy_a = _case(1)
+    centre, heat = _heatmaps(xy_a, H_true, H_guide, sigma=1.5, rng=rng)
+    wrong = np.flatnonzero(rng.random(len(xy_a)) < 0.33)
+    peaks = rng.integers(0, WINDOW * WINDOW, size=len(wrong))  # each confidently somewhere else
+    spike = torch.full((len(wrong), WINDOW * WINDOW), 0.3 / (WINDOW * WINDOW - 1))
+    spike[torch.arange(len(wrong)), torch.from_numpy(peaks)] = 0.7
+    heat[torch.from_numpy(wrong)] = spike.view(-1, WINDOW, WINDOW)
+    H = consensus_homography(H_guide, torch.from_numpy(xy_a).float(), centre, heat)
+    assert _grid_error(H, H_true) < 1.0
+
+
+def test_too_few_matches_keep_the_guide():
+    rng, H_true, H_guide, xy_a = _case(2)
+    centre, heat = _heatmaps(xy_a[:5], H_true, H_guide, sigma=1.5, rng=rng)
+    H = consensus_homography(H_guide, torch.from_numpy(xy_a[:5]).float(), centre, heat)
+    np.testing.assert_array_equal(H, H_guide)
+
+
+def test_positions_are_read_from_the_heatmap_near_the_consensus_only():
+    centre = torch.tensor([[10, 20], [10, 20], [10, 20]])
+    heat = torch.zeros(3, WINDOW, WINDOW)
+    heat[:, 3, 4] = 0.6  # one cell right of the centre (x + 1 fine cell)...
+    heat[:, 0, 0] = 0.4  # ...and a rival three cells up and left, far from the consensus
+    # H = identity; anchors put the predictions at the window centre, 2 cells left of it and far outside
+    centre_px = centre.double() * 2 + 0.5
+    xy_a = centre_px + torch.tensor([[0.0, 0.0], [-4.0, 0.0], [40.0, 0.0]])
+    xy_b, keep = positions_near(np.eye(3), xy_a, centre, heat, radius=1.0)
+    assert keep.tolist() == [True, False, False]  # the second sees no heat within one cell; the third left the window
+    torch.testing.assert_close(xy_b[0], centre_px[0] + torch.tensor([2.0, 0.0]))

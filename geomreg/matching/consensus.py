@@ -95,29 +95,33 @@ def positions_near(
     *,
     stride: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each match's position in B: the expectation of its heatmap over the cells within ``radius`` (per axis) of
-    the cell where ``H`` puts its anchor. Returns xy_b [K, 2] pixels and keep [K] bool (False where no cell is that
-    close: the prediction left the window, and the network has nothing to say there).
+    """Each match's position in B, read from its own heatmap at the cell where ``H`` puts its anchor: the vertex
+    of a parabola through the log-heatmap there and at its neighbours, per axis, at most ``radius`` cells away.
+    Returns xy_b [K, 2] pixels and keep [K] bool (False where that cell has no neighbour inside the window:
+    the prediction left it, and the network has nothing to say there).
 
     Why not the heatmap's own peak: with heatmaps this broad, the peak of a single match is often a few px
-    off, and such matches pull a robust fit off too (see the module docstring). Within one fine cell (2 px)
-    of the consensus, the position is still the network's, so local departures of that size are kept.
+    off, and such matches pull a robust fit off too (see the module docstring). Why a parabola on the log: it
+    is exact for a Gaussian-shaped heatmap wherever its centre sits between cells, where an expectation over
+    the few cells around one of them is pulled toward that cell (by a third of a cell, 0.7 px, half-way
+    between cells at this network's spread), which showed as a 0.2 px offset of the registered sample pair.
     """
     w = heat.shape[-1]
     r = w // 2
-    d = torch.arange(-r, r + 1, dtype=torch.float64)
-    offsets = torch.stack(torch.meshgrid(d, d, indexing="xy"), dim=-1).reshape(-1, 2)  # [w*w, 2] (x, y), row-major
     a = xy_a.double().cpu().numpy()
     q = np.c_[a, np.ones(len(a))] @ np.asarray(H, np.float64).T
     predicted = torch.from_numpy(q[:, :2] / q[:, 2:3])  # [K, 2] pixels
-    u = (predicted - (stride - 1) / 2) / stride - centre.double().cpu()  # [K, 2] fine cells from the centre
-    # Cells around the one nearest the prediction, symmetric about it like the fine stage's own local
-    # expectation about its peak: cells within radius of the prediction itself would be one-sided whenever it
-    # sits off a cell centre, and bias the expectation toward that side.
-    near = ((offsets[None] - torch.round(u)[:, None]).abs() <= radius).all(dim=-1)  # [K, w*w]
-    p = heat.double().cpu().reshape(len(a), -1) * near
-    mass = p.sum(dim=1)
-    keep = mass > 0
-    e = (p @ offsets) / mass.clamp_min(1e-12)[:, None]  # [K, 2]
-    xy_b = (centre.double().cpu() + e) * stride + (stride - 1) / 2
+    c = torch.round((predicted - (stride - 1) / 2) / stride - centre.double().cpu()).long()  # [K, 2] cells from the centre
+    keep = (c.abs() <= r - 1).all(dim=1)
+    ix, iy = (c[:, 0] + r).clamp(1, w - 2), (c[:, 1] + r).clamp(1, w - 2)  # window indices (column, row)
+    log_heat = torch.log(heat.double().cpu() + 1e-9)
+    k = torch.arange(len(a))
+    vertex = torch.zeros(len(a), 2, dtype=torch.float64)
+    for axis, (dx, dy) in enumerate(((1, 0), (0, 1))):
+        minus, mid, plus = log_heat[k, iy - dy, ix - dx], log_heat[k, iy, ix], log_heat[k, iy + dy, ix + dx]
+        curvature = minus - 2 * mid + plus  # < 0 where the log-heatmap bends down (a peak nearby)
+        peaked = curvature < -1e-6
+        shift = torch.where(peaked, 0.5 * (minus - plus) / torch.where(peaked, curvature, -torch.ones_like(curvature)), 0.0)
+        vertex[:, axis] = shift.clamp(-radius, radius)
+    xy_b = (centre.double().cpu() + c + vertex) * stride + (stride - 1) / 2
     return xy_b.to(xy_a.dtype).to(xy_a.device), keep.to(xy_a.device)

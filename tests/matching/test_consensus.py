@@ -64,14 +64,17 @@ def test_too_few_matches_keep_the_guide():
     np.testing.assert_array_equal(H, H_guide)
 
 
-def test_positions_are_read_from_the_heatmap_near_the_consensus_only():
-    centre = torch.tensor([[10, 20], [10, 20], [10, 20]])
-    heat = torch.zeros(3, WINDOW, WINDOW)
-    heat[:, 3, 4] = 0.6  # one cell right of the centre (x + 1 fine cell)...
-    heat[:, 0, 0] = 0.4  # ...and a rival three cells up and left, far from the consensus
-    # H = identity; anchors put the predictions at the window centre, 2 cells left of it and far outside
+def test_positions_are_read_from_the_heatmap_at_the_consensus_to_sub_cell_precision():
+    offsets = window_offsets(WINDOW)
+    truth = torch.tensor([0.4, -0.3])  # fine cells from the window centre, between cells
+    broad = torch.exp(-((offsets - truth) ** 2).sum(-1) / (2 * 1.5**2))  # as broad as the network's heatmaps
+    rival = torch.exp(-((offsets - torch.tensor([-3.0, -3.0])) ** 2).sum(-1) / 0.5)  # a sharper peak far away
+    heat = (broad + 2 * rival).view(1, WINDOW, WINDOW).repeat(3, 1, 1)
+    heat = heat / heat.sum(dim=(1, 2), keepdim=True)
+    centre = torch.tensor([[10, 20]] * 3)
     centre_px = centre.double() * 2 + 0.5
-    xy_a = centre_px + torch.tensor([[0.0, 0.0], [-4.0, 0.0], [40.0, 0.0]])
+    # H = identity; anchors put the predictions near the truth, at the window's edge cell, and outside it
+    xy_a = centre_px + torch.tensor([[0.5, -0.5], [6.0, 0.0], [40.0, 0.0]], dtype=torch.float64)
     xy_b, keep = positions_near(np.eye(3), xy_a, centre, heat, radius=1.0)
-    assert keep.tolist() == [True, False, False]  # the second sees no heat within one cell; the third left the window
-    torch.testing.assert_close(xy_b[0], centre_px[0] + torch.tensor([2.0, 0.0]))
+    assert keep.tolist() == [True, False, False]  # an edge cell has no outer neighbour; the third left the window
+    torch.testing.assert_close(xy_b[0], centre_px[0] + 2 * truth.double(), atol=1e-3, rtol=0)  # not the rival's peak

@@ -84,10 +84,10 @@ QUICKSTART = [
     md("""
     ## The matcher
 
-    geomreg's default matcher is the deep network **RegNetMamba-2**. The automatic choice uses it with its tie points
-    polished by CFOG template matching (`regnetmamba2+cfog`) once its packaged weights are validated as usable (see
-    docs/MODEL_CARD.md), and the classical **CFOG-style** structural matcher otherwise, which handles this optical /
-    SAR-like pair too. Set `GEOMREG_NOTEBOOK_MATCHER` to `cfog`, `regnetmamba2` or `regnetmamba2+cfog` to choose.
+    geomreg's default matcher is the deep network **RegNetMamba-2**. The automatic choice uses it once its packaged
+    weights are validated as usable (see docs/MODEL_CARD.md), and the classical **CFOG-style** structural matcher
+    otherwise, which handles this optical / SAR-like pair too; `regnetmamba2+cfog` keeps the network's model and lets
+    CFOG template matching place the tie points. Set `GEOMREG_NOTEBOOK_MATCHER` to `cfog`, `regnetmamba2` or `regnetmamba2+cfog` to choose.
     """),
     code("""
     choice = os.environ.get("GEOMREG_NOTEBOOK_MATCHER", "auto")

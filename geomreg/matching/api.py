@@ -165,14 +165,14 @@ class Matcher:
         return results
 
 
-# What "auto" picks once the weights are validated: the network's tie points polished by CFOG template matching
-# around its model. The network finds the correspondence across modalities, CFOG localises it. On the
-# validation split (benchmarks/accuracy.py, step-13500 weights, guided, 7 x 7 fine window) the network alone
-# registers more pairs at 3 px (0.76 against 0.66: maps and depth renderings), but on optical-SAR, what users
-# judge us by, the polish registers as many and places the tie points closer (median RMSE 1.30 against
-# 1.95 px; 0.89 against 0.94 px on the real GeoTIFF pair of benchmarks/optsar_geo.py), and on RGB-NIR it
-# registers all ten pairs (0.80 alone), at about the network's own cost.
-AUTO_WITH_WEIGHTS = "regnetmamba2+cfog"
+# What "auto" picks once the weights are validated: the network itself, with its heatmap-consensus guided matching
+# (geomreg/matching/guided.py). On the validation split (benchmarks/accuracy.py, 70 pairs, step-13500 weights) it
+# registers more pairs at 3 px than with its tie points polished by CFOG (0.81 against 0.70: vis-ir 1.00 against
+# 0.80, maps 0.90 against 0.30), as many on optical-SAR (0.90) and ends closer on the real optical-SAR GeoTIFF
+# pair of benchmarks/optsar_geo.py (0.86 against 0.91 px). The polish stays a choice ("regnetmamba2+cfog"): it
+# places optical-SAR tie points a little closer on the validation split (median RMSE 1.35 against 1.51 px) and
+# registers every RGB-NIR pair there (0.80 alone).
+AUTO_WITH_WEIGHTS = "regnetmamba2"
 
 
 def auto_matcher_name(checkpoint: str | Path | None = None) -> tuple[str, str]:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from geomreg.matching.api import Matcher, MatcherConfig
+from geomreg.matching.guided import GuideConfig
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.model import RegNetMamba2
 
@@ -63,12 +64,13 @@ def main() -> None:
     ap.add_argument("--checkpoint")
     ap.add_argument("--fine-window", type=int, default=None, help="fine window side at inference (default: the model's)")
     ap.add_argument("--no-guide", action="store_true", help="one fine pass (MatcherConfig(guide=None)) instead of the guided second one")
+    ap.add_argument("--no-consensus", action="store_true", help="guided pass around the MAGSAC guide only (GuideConfig(consensus_rounds=0))")
     ap.add_argument(
         "--fine-matches", type=int, default=None, help="matches the fine stage refines when no checkpoint is given (default: the cap, CoarseConfig.max_matches)"
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = MatcherConfig(guide=None) if args.no_guide else MatcherConfig()
+    config = MatcherConfig(guide=None) if args.no_guide else MatcherConfig(guide=GuideConfig(consensus_rounds=0)) if args.no_consensus else MatcherConfig()
     if args.checkpoint:
         m = Matcher.from_checkpoint(args.checkpoint, config=config)
     else:
@@ -104,7 +106,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     allocator = os.environ.get("GEOMREG_CPU_ALLOCATOR") or "freed memory kept"
     cpu = cpu_summary()
-    passes = "one fine pass" if args.no_guide else "guided second fine pass"
+    passes = "one fine pass" if args.no_guide else "guided second fine pass" + ("" if args.no_consensus else ", heatmap consensus")
     print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}; allocator: {allocator}; {passes}; peak RSS {peak_mb:.0f} MB")
     print(f"CPU: {cpu['cpu']} ({cpu['logical_cpus']} logical CPUs; {', '.join(cpu['isa']) or 'no AVX2'}; torch dispatch {cpu['torch_cpu_capability']})")
     print("| pair size | median s/pair | min s/pair |\n|---|---|---|")

@@ -23,7 +23,8 @@ itself is first refined the same way on the first pass's heatmaps. Local
 departures from the homography larger than that are given up for tie points that agree; set
 consensus_radius=0 to take them from a further fine pass around the consensus instead (windows of +-6 px).
 On the 256 validation instances of two warp seeds (shipped weights): success@3 px 0.79 -> 0.83, vis-ir 0.78
--> 0.90, score 0.888 -> 0.904, at about 0.04 s more per 512 px pair (GuideConfig).
+-> 0.90, score 0.888 -> 0.904, at about 0.07 s more per 512 px pair (GuideConfig; benchmarks/matcher_speed.py
+--no-consensus: 1.24 against 1.31 s on 2 cores).
 
 When no model can be fitted (too few matches, too few agreeing), the first pass is returned unchanged.
 """
@@ -66,7 +67,7 @@ class GuideConfig:
     # 0.79 / 0.888; one round then a further fine pass 0.81 / 0.895; one round read near 0.82 / 0.900; two
     # rounds with fine passes 0.83 / 0.904 (+0.4 s per 512 px pair on 2 cores); consensus on the first pass too,
     # then one round read near (these defaults) 0.83 / 0.904 (0.84 / 0.905 with positions as 3 x 3 expectations,
-    # which were biased: geomreg.matching.consensus.positions_near), at no extra fine pass (+0.04 s).
+    # which were biased: geomreg.matching.consensus.positions_near), at no extra fine pass (+0.07 s).
 
 
 def supported_homography(

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from geomreg.matching.api import Matcher, MatcherConfig
-from geomreg.matching.guided import GuideConfig
 from geomreg.matching.coarse import CoarseMatches
+from geomreg.matching.guided import GuideConfig
 from geomreg.matching.model import RegNetMamba2
 
 

@@ -22,9 +22,12 @@ weights): the guide itself was within 3 px (grid RMSE) on 0.73 of them, the cons
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from geomreg.matching.model import fine_to_pixel, pixel_to_fine
 
 
 def _normaliser(xy: torch.Tensor) -> torch.Tensor:
@@ -41,7 +44,6 @@ def consensus_homography(
     *,
     floor: float = 0.01,
     max_iter: int = 100,
-    stride: int = 2,  # pixels per fine cell
 ) -> np.ndarray:
     """The A -> B homography [3, 3] near ``H`` under which the heatmaps agree most; ``H`` itself when no
     better one is found (too few matches, a non-finite step)."""
@@ -63,7 +65,7 @@ def consensus_homography(
     def cost(d: torch.Tensor) -> torch.Tensor:
         q = a1 @ homography(d).T  # [K, 3]
         q = q[:, :2] / q[:, 2:3]
-        u = (q - (stride - 1) / 2) / stride - c  # [K, 2] fine cells from each window's centre
+        u = pixel_to_fine(q) - c  # [K, 2] fine cells from each window's centre
         grid = (u / radius).view(-1, 1, 1, 2)  # grid_sample's [-1, 1] spans the window
         p = F.grid_sample(hm, grid, mode="bilinear", padding_mode="zeros", align_corners=True).view(-1)
         return -torch.log(p + floor).mean()
@@ -92,8 +94,6 @@ def positions_near(
     centre: torch.Tensor,  # [K, 2] fine (x, y) index of each window
     heat: torch.Tensor,  # [K, w, w]
     radius: float,  # fine cells
-    *,
-    stride: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each match's position in B, read from its own heatmap at the cell where ``H`` puts its anchor: the vertex
     of a parabola through the log-heatmap there and at its neighbours, per axis, at most ``radius`` cells away.
@@ -106,12 +106,13 @@ def positions_near(
     the few cells around one of them is pulled toward that cell (by a third of a cell, 0.7 px, half-way
     between cells at this network's spread), which showed as a 0.2 px offset of the registered sample pair.
     """
+    if len(xy_a) == 0:  # every window of the pair left B's valid pixels
+        return xy_a.clone(), torch.zeros(0, dtype=torch.bool, device=xy_a.device)
     w = heat.shape[-1]
     r = w // 2
     a = xy_a.double().cpu().numpy()
-    q = np.c_[a, np.ones(len(a))] @ np.asarray(H, np.float64).T
-    predicted = torch.from_numpy(q[:, :2] / q[:, 2:3])  # [K, 2] pixels
-    c = torch.round((predicted - (stride - 1) / 2) / stride - centre.double().cpu()).long()  # [K, 2] cells from the centre
+    predicted = torch.from_numpy(cv2.perspectiveTransform(a[None], np.asarray(H, np.float64))[0])  # [K, 2] pixels
+    c = torch.round(pixel_to_fine(predicted) - centre.double().cpu()).long()  # [K, 2] cells from the centre
     keep = (c.abs() <= r - 1).all(dim=1)
     ix, iy = (c[:, 0] + r).clamp(1, w - 2), (c[:, 1] + r).clamp(1, w - 2)  # window indices (column, row)
     log_heat = torch.log(heat.double().cpu() + 1e-9)
@@ -123,5 +124,5 @@ def positions_near(
         peaked = curvature < -1e-6
         shift = torch.where(peaked, 0.5 * (minus - plus) / torch.where(peaked, curvature, -torch.ones_like(curvature)), 0.0)
         vertex[:, axis] = shift.clamp(-radius, radius)
-    xy_b = (centre.double().cpu() + c + vertex) * stride + (stride - 1) / 2
+    xy_b = fine_to_pixel(centre.double().cpu() + c + vertex)
     return xy_b.to(xy_a.dtype).to(xy_a.device), keep.to(xy_a.device)

@@ -76,6 +76,11 @@ def fine_to_pixel(fine_xy: torch.Tensor) -> torch.Tensor:
     return fine_xy * STRIDE_FINE + 0.5
 
 
+def pixel_to_fine(xy: torch.Tensor) -> torch.Tensor:
+    """Full-resolution pixel coordinate -> continuous fine (1/2) index: the inverse of fine_to_pixel."""
+    return (xy - 0.5) / STRIDE_FINE
+
+
 class RegNetMamba2(nn.Module):
     def __init__(self, cfg: RegNetMamba2Config | None = None) -> None:
         super().__init__()
@@ -192,7 +197,7 @@ class RegNetMamba2(nn.Module):
         anchor). Returns its result and the windows' fine (x, y) centres [K, 2], which its offsets are from.
         Guided matching calls it at a model's predictions; training calls it at jittered true positions."""
         h2, w2 = feats.fine_b.shape[-2:]
-        centre = torch.round((xy_b - 0.5) / STRIDE_FINE).long()  # [K, 2] nearest fine cell
+        centre = torch.round(pixel_to_fine(xy_b)).long()  # [K, 2] nearest fine cell
         centre = torch.stack([centre[:, 0].clamp(0, w2 - 1), centre[:, 1].clamp(0, h2 - 1)], dim=-1)
         cell = centre // (STRIDE_COARSE // STRIDE_FINE)  # [K, 2] the coarse cell holding it (its 1/8 context)
         idx_b = cell[:, 1] * w8 + cell[:, 0]

@@ -8,7 +8,7 @@ import torch
 
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.fine import anchor_fine_xy
-from geomreg.matching.model import STRIDE_COARSE, fine_to_pixel
+from geomreg.matching.model import STRIDE_COARSE, fine_to_pixel, pixel_to_fine
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def true_positions_in_b(H_ab: torch.Tensor, batch: torch.Tensor, idx_a: torch.Te
 
 def offsets_from(centre_b: torch.Tensor, true_b: torch.Tensor) -> torch.Tensor:
     """True pixel positions [M, 2] relative to B's fine window centres [M, 2], in 1/2-resolution pixels."""
-    return (true_b - fine_to_pixel(centre_b.float())) / 2.0
+    return pixel_to_fine(true_b) - centre_b.float()
 
 
 def fine_offsets(H_ab: torch.Tensor, matches: CoarseMatches, hw8: tuple[int, int]) -> torch.Tensor:

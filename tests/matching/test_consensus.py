@@ -78,3 +78,8 @@ def test_positions_are_read_from_the_heatmap_at_the_consensus_to_sub_cell_precis
     xy_b, keep = positions_near(np.eye(3), xy_a, centre, heat, radius=1.0)
     assert keep.tolist() == [True, False, False]  # an edge cell has no outer neighbour; the third left the window
     torch.testing.assert_close(xy_b[0], centre_px[0] + 2 * truth.double(), atol=1e-3, rtol=0)  # not the rival's peak
+
+
+def test_no_matches_read_nothing():
+    xy_b, keep = positions_near(np.eye(3), torch.zeros(0, 2), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, WINDOW, WINDOW), 1.0)
+    assert xy_b.shape == (0, 2) and keep.shape == (0,)

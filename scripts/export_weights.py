@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from geomreg.matching.weights import PACKAGED_DIR, build_model, export_packaged, read_checkpoint
-from geomreg.matching.config import RegNetMamba2Config
+from geomreg.matching.weights import PACKAGED_DIR, export_packaged, is_training_checkpoint, model_from_checkpoint, read_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +44,9 @@ def main() -> None:
     if args.score_only and args.data is None:
         ap.error("--score-only needs --data")
     ck = read_checkpoint(args.checkpoint)
-    model = build_model(ck["model"], RegNetMamba2Config.from_dict(ck["config"]), args.checkpoint)
+    if not is_training_checkpoint(ck) and not (args.score_only and args.tune_on == "whole"):
+        ap.error(f"{args.checkpoint}: exporting needs a training checkpoint; packaged weights can only be scored (--score-only)")
+    model = model_from_checkpoint(ck, args.checkpoint)  # packaged weights take their config from the .json beside them
     if args.chunk_sizes:
         model.set_chunk_sizes(tuple(int(c) for c in args.chunk_sizes.split(",")))
     if args.fine_window:

@@ -80,8 +80,16 @@ def build_model(state_dict: dict, config: RegNetMamba2Config, source: Path) -> R
 def load_checkpoint(path: str | Path) -> RegNetMamba2:
     """Training checkpoint ({"model", "config", ...}) or a bare state_dict with a sibling .json card."""
     path = Path(path)
-    obj = read_checkpoint(path)
-    if "model" in obj and "config" in obj:
+    return model_from_checkpoint(read_checkpoint(path), path)
+
+
+def is_training_checkpoint(obj: dict) -> bool:
+    return "model" in obj and "config" in obj
+
+
+def model_from_checkpoint(obj: dict, path: Path) -> RegNetMamba2:
+    """The model of an already read checkpoint (see load_checkpoint)."""
+    if is_training_checkpoint(obj):
         return build_model(obj["model"], RegNetMamba2Config.from_dict(obj["config"]), path)
     card = path.with_suffix(".json")
     config = RegNetMamba2Config.from_dict(json.loads(card.read_text())["config"]) if card.is_file() else RegNetMamba2Config()

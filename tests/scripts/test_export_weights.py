@@ -45,3 +45,32 @@ def test_score_only_needs_data(checkpoint, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         export.main()
     assert exc.value.code == 2
+
+
+@pytest.fixture()
+def packaged(tmp_path):
+    """Weights as they ship: a bare state_dict with its card (config) beside it."""
+    import json
+
+    model = RegNetMamba2()
+    path = tmp_path / "regnetmamba2.pt"
+    torch.save(model.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps({"config": model.cfg.to_dict()}))
+    return path
+
+
+def test_packaged_weights_can_be_scored_but_not_exported(packaged, tmp_path, monkeypatch, capsys):
+    scored = {}
+
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,)):
+        scored["model"] = model
+        return model, {"scores": {"0.02": 0.5}, "chosen": 0.02, "best_metrics": {}}
+
+    monkeypatch.setattr(export, "tune_threshold_whole", fake_tune)
+    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(packaged), "--data", str(tmp_path), "--thresholds", "0.02", "--score-only"])
+    export.main()
+    assert isinstance(scored["model"], RegNetMamba2)
+    monkeypatch.setattr(sys, "argv", ["export_weights.py", str(packaged), "--data", str(tmp_path), "--thresholds", "0.02"])
+    with pytest.raises(SystemExit) as exc:
+        export.main()
+    assert exc.value.code == 2 and "training checkpoint" in capsys.readouterr().err

@@ -108,6 +108,8 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
         print(f"threshold {t}: whole-image validation score {score[t]:.3f} ({m['all/n']} instances; success@3 "
               f"{m['all/success@3']:.2f}, optical-SAR success@3 {m.get('opt-sar/success@3', float('nan')):.2f}, "
               f"optical-SAR NCM {m.get('opt-sar/ncm', float('nan')):.0f})")
+        modalities = sorted({k.split("/")[0] for k in m} - {"all"})
+        print("  success@3 by modality: " + ", ".join(f"{mod} {m[f'{mod}/success@3']:.2f}" for mod in modalities if f"{mod}/success@3" in m))
     best = max(thresholds, key=lambda t: score[t])
     return model.set_coarse_threshold(best), {"scores": {str(t): v for t, v in score.items()}, "chosen": best, "best_metrics": results[best]}
 

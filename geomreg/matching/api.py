@@ -29,9 +29,12 @@ MATCHER_NAMES = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "auto")
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    # Larger inputs are downscaled to this longest side (the tiling layer should send tiles no larger).
-    # The coarse probability matrix grows with the 4th power of the side: 768 px is ~350 MB.
-    max_side: int = 768
+    # Larger inputs are downscaled to this longest side (the tiling layer sends 512 px tiles). The coarse
+    # stage's one [La, Lb] matrix grows with the 4th power of the side: ~0.5 GB for a 1024 x 680 pair.
+    # Why 1024 and not 768: the VIS-NIR pairs of the validation split are 1024 px wide, and matching them at
+    # native size registered 18 of their 20 warped instances (two seeds) at 3 px against 17 at 768 px, with
+    # the tie points closer on 10 of the 16 both registered (benchmarks/accuracy.py --modalities rgb-nir).
+    max_side: int = 1024
     batch_size: int = 4
     min_confidence: float = 0.0
     # Second fine pass around the first pass's fitted geometry (geomreg/matching/guided.py); None: one pass.

@@ -71,6 +71,17 @@ def test_large_input_is_downscaled_with_a_note(random_ckpt):
     assert any("downscaled" in n for n in r.notes)
 
 
+def test_default_working_size_keeps_1024_px_images_at_their_own_size():
+    # The VIS-NIR pairs are 1024 px wide: at 768 px they lost a pair and precision (MatcherConfig.max_side).
+    from geomreg.matching.api import MatcherConfig, _prepare
+
+    side = MatcherConfig().max_side
+    native = _prepare(np.random.default_rng(2).random((680, 1024)).astype(np.float32), "ref", side)
+    assert native.scale == 1.0 and native.note is None and native.image.shape == (680, 1024)
+    larger = _prepare(np.random.default_rng(3).random((600, 1200)).astype(np.float32), "mov", side)
+    assert larger.image.shape[1] == side and "mov: 1200x600 downscaled" in larger.note
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

@@ -30,7 +30,10 @@ def residuals(ref_xy, mov_xy, H_mov_to_ref):
     import cv2
     import numpy as np
 
-    mapped = cv2.perspectiveTransform(np.asarray(mov_xy, np.float64)[None], np.asarray(H_mov_to_ref, np.float64))[0]
+    mov = np.asarray(mov_xy, np.float64).reshape(-1, 2)
+    if len(mov) == 0:  # a method that found nothing (OpenCV returns None for no points)
+        return np.zeros((0, 2))
+    mapped = cv2.perspectiveTransform(mov[None], np.asarray(H_mov_to_ref, np.float64))[0]
     return mapped - np.asarray(ref_xy, np.float64)
 
 
@@ -109,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, matcher in matchers.items():
             r = matcher.match(ref, mov)
             res = residuals(r.ref_xy, r.mov_xy, H)
-            med = np.median(res, axis=0) if len(res) else np.full(2, np.nan)
+            if len(res) == 0:
+                print(f"\n{pair_id}, {name}: no tie points on the unwarped pair")
+                continue
+            med = np.median(res, axis=0)
             print(f"\n{pair_id}, {name}: {len(res)} tie points on the unwarped pair; median residual "
                   f"({med[0]:+.2f}, {med[1]:+.2f}) px; per cell median dx, dy (tie points):\n")
             print(format_grid(grid_medians(np.asarray(r.ref_xy, np.float64), res, w, h, cols, rows)))

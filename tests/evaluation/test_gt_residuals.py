@@ -19,6 +19,12 @@ def test_residuals_are_the_offset_the_matrix_leaves():
     np.testing.assert_allclose(gt_residuals.residuals(ref_xy, mov_xy, [[1, 0, -3], [0, 1, 1], [0, 0, 1]]), 0.0, atol=1e-12)
 
 
+def test_no_tie_points_give_no_residuals():
+    res = gt_residuals.residuals(np.zeros((0, 2)), np.zeros((0, 2)), np.eye(3))
+    assert res.shape == (0, 2)
+    assert gt_residuals.grid_medians(np.zeros((0, 2)), res, 100, 100, cols=2, rows=2) == [[None, None], [None, None]]
+
+
 def test_grid_medians_separate_regions_and_skip_sparse_cells():
     rng = np.random.default_rng(0)
     left = np.column_stack([rng.uniform(0, 49, 30), rng.uniform(0, 99, 30)])

@@ -68,13 +68,29 @@ def dual_softmax_maxima(
         E.mul_(mask_a[:, :, None]).mul_(mask_b[:, None, :])
     r = E.sum(dim=2).clamp_min(1e-30)  # [B, La]
     c = E.sum(dim=1).clamp_min(1e-30)  # [B, Lb]
-    g_max, row_arg = (E * c.rsqrt()[:, None, :]).max(dim=2)
+    g_max, row_arg = _row_maxima(E, c.rsqrt()[:, None, :])
     column_scores = E.mul_(r.rsqrt()[:, :, None])  # [B, La, Lb], ordered like P down every column
     is_column_max = column_scores.gather(2, row_arg[..., None])[..., 0] == column_scores.amax(dim=1).gather(1, row_arg)  # [B, La]
     La = E.shape[1]
     rows = torch.arange(La, device=E.device).expand_as(row_arg)
     col_arg = torch.full_like(c, La, dtype=torch.long).scatter_reduce_(1, row_arg, torch.where(is_column_max, rows, La), reduce="amin")
     return g_max.square() / r, row_arg, col_arg.masked_fill_(col_arg == La, -1)
+
+
+# Rows of E scaled at a time by _row_maxima: 1024 rows of a 1024 x 1024 px pair's 16,384 cells are 64 MB.
+_ROW_CHUNK = 1024
+
+
+def _row_maxima(E: torch.Tensor, col_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E * col_scale).max(dim=2) -> values, indices [B, La], a block of rows at a time: the product as one
+    tensor would be a second full-size matrix (1 GB for a 1024 x 1024 px pair), the coarse stage's largest."""
+    B, La, _ = E.shape
+    g_max = E.new_empty(B, La)
+    row_arg = torch.empty(B, La, dtype=torch.long, device=E.device)
+    for s in range(0, La, _ROW_CHUNK):
+        rows = slice(s, s + _ROW_CHUNK)
+        g_max[:, rows], row_arg[:, rows] = (E[:, rows] * col_scale).max(dim=2)
+    return g_max, row_arg
 
 
 # Above this similarity scale exp(-2 * scale) leaves float32's normal range: use the full matrix.

@@ -86,3 +86,17 @@ def test_maxima_on_exact_ties_keep_one_match_per_cell():
     assert row_arg.tolist() == [[0, 1, 1]] and col_arg.tolist() == [[0, 1, -1]]
     assert torch.equal(col_arg.gather(1, row_arg), prob.argmax(dim=1).gather(1, row_arg))
     torch.testing.assert_close(row_max, prob.amax(dim=2))
+
+
+def test_maxima_by_blocks_of_rows_equal_one_block(monkeypatch):
+    # _row_maxima scales E a block of rows at a time (memory); blocks that do not divide La must not change a thing
+    import geomreg.matching.coarse as coarse
+
+    torch.manual_seed(1)
+    E = torch.rand(2, 50, 40)
+    ones_a, ones_b = torch.ones(2, 50, dtype=torch.bool), torch.ones(2, 40, dtype=torch.bool)
+    whole = dual_softmax_maxima(E.clone(), ones_a, ones_b)
+    monkeypatch.setattr(coarse, "_ROW_CHUNK", 7)
+    blocks = dual_softmax_maxima(E.clone(), ones_a, ones_b)
+    for w, b in zip(whole, blocks):
+        assert torch.equal(w, b)

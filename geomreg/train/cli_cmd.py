@@ -33,11 +33,9 @@ def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resum
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = None
-    if config_file is not None:
-        text = config_file.read_text()
-        data = json.loads(text) if config_file.suffix == ".json" else __import__("yaml").safe_load(text)
-        cfg = TrainConfig.from_dict(data or {})
     try:
+        if config_file is not None:
+            cfg = _read_config(config_file)
         if resume is not None and cfg is None:
             cfg = restore(resume, "cpu")[1]
         cfg = cfg or TrainConfig()
@@ -56,3 +54,23 @@ def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resum
         raise SystemExit(2) from None
     if res is not None:
         click.echo(json.dumps({"score": res.score, **res.metrics}, indent=1))
+
+
+def _read_config(path: Path):
+    """A --config file as a TrainConfig; ValueError naming the file on bad syntax or an unknown field."""
+    from geomreg.train.config import TrainConfig
+
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError: say which file, not where in the parser
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    try:
+        return TrainConfig.from_dict(data or {}, strict=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None

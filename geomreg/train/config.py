@@ -81,8 +81,15 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict, *, strict: bool = False) -> "TrainConfig":
+        """strict: refuse fields TrainConfig does not have (a user's --config, where a misspelt field would
+        otherwise be ignored without a word); not strict: drop them (checkpoints of older versions)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected an object of TrainConfig fields, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if strict and unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; TrainConfig has {', '.join(sorted(names))}")
         kw = {k: v for k, v in d.items() if k in names}
         if "crop_sizes" in kw:
             kw["crop_sizes"] = tuple(int(x) for x in kw["crop_sizes"])

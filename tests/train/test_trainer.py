@@ -244,3 +244,23 @@ def test_trainable_stages_train_and_the_rest_stay_frozen(tiny_dataset, tmp_path)
 def test_unknown_trainable_stage_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         train(tiny_dataset, tmp_path / "run", TrainConfig(max_steps=1, **TINY, trainable=("decoder",)), progress=False)
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).parents[2] / "geomreg" / "train").glob("configs_*.json")), ids=lambda p: p.name)
+def test_packaged_training_configs_are_valid(path):
+    # the configs the README and the model card point to must load as they are (no stale or misspelt field)
+    cfg = TrainConfig.from_dict(json.loads(path.read_text()), strict=True)
+    assert cfg.lr > 0 and cfg.batch_size >= 1
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [('{"learning_rate": 1e-4}', "unknown training setting(s) learning_rate"), ('{"lr": ', "not valid JSON"), ("[1, 2]", "expected an object")],
+)
+def test_train_cli_refuses_a_bad_config_naming_the_file(tiny_dataset, tmp_path, text, message):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(text)
+    r = CliRunner().invoke(train_command, ["--data", str(tiny_dataset), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+    assert r.exit_code == 2
+    assert message in r.output and str(cfg) in r.output
+    assert not (tmp_path / "out" / "last.pt").exists()

@@ -33,7 +33,8 @@ class MatcherConfig:
     # stage's one [La, Lb] matrix grows with the 4th power of the side: ~0.5 GB for a 1024 x 680 pair.
     # Why 1024 and not 768: the VIS-NIR pairs of the validation split are 1024 px wide, and matching them at
     # native size registered 18 of their 20 warped instances (two seeds) at 3 px against 17 at 768 px, with
-    # the tie points closer on 10 of the 16 both registered (benchmarks/accuracy.py --modalities rgb-nir).
+    # the tie points closer on 10 of the 16 both registered (benchmarks/accuracy.py --modalities rgb-nir --seed 0
+    # and 1, before and after this default changed; benchmarks/README.md).
     max_side: int = 1024
     batch_size: int = 4
     min_confidence: float = 0.0

@@ -141,10 +141,23 @@ def matches_from_maxima(
     b, ia = torch.nonzero(keep, as_tuple=True)
     ib = row_arg[b, ia]
     conf = row_max[b, ia]
-    if conf.numel() > cfg.max_matches:
-        top = torch.topk(conf, cfg.max_matches).indices
-        b, ia, ib, conf = b[top], ia[top], ib[top], conf[top]
-    return CoarseMatches(b, ia, ib, conf)
+    top = _best_per_pair(b, conf, cfg.max_matches)
+    return CoarseMatches(b[top], ia[top], ib[top], conf[top])
+
+
+def _best_per_pair(batch: torch.Tensor, conf: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each pair's matches, at most its ``k`` most confident ones (those in descending confidence).
+
+    Why per pair: a cap shared by the batch let the pairs with the most confident matches crowd out the others,
+    so a tile's tie points depended on which tiles it was batched with (the geospatial layer batches tiles).
+    A pair under the cap keeps its matches in their original order, as when it is matched alone.
+    """
+    kept = []
+    for b in torch.unique(batch):  # B is small (the matcher's batch)
+        idx = torch.nonzero(batch == b).squeeze(1)
+        kept.append(idx[torch.topk(conf[idx], k).indices] if idx.numel() > k else idx)
+    return torch.cat(kept) if kept else batch.new_zeros(0)
+
 
 
 class CoarseMatching(nn.Module):

@@ -29,8 +29,31 @@ def test_select_matches_respects_masks_and_limit():
     mask_a = torch.ones(2, 16, dtype=torch.bool)
     mask_a[1, 5] = False
     m = select_matches(prob, mask_a, torch.ones(2, 16, dtype=torch.bool), hw, hw, CoarseConfig(border_cells=0, max_matches=3))
-    assert len(m) == 3
+    assert len(m) == 3  # pair 0: cells 5 and 10; pair 1: cell 10 (5 is masked out)
     assert not ((m.batch == 1) & (m.idx_a == 5)).any()
+    capped = select_matches(prob, mask_a, torch.ones(2, 16, dtype=torch.bool), hw, hw, CoarseConfig(border_cells=0, max_matches=1))
+    assert capped.batch.tolist() == [0, 1]  # the cap is per pair: each keeps its best
+    assert capped.idx_a.tolist() == [5, 10]
+
+
+def test_match_cap_is_per_pair_so_a_pair_matches_alike_alone_or_batched():
+    # Pair 0 has many confident matches, pair 1 a few weak ones: a cap shared by the batch would keep only pair 0's.
+    hw, L = (6, 6), 36
+    prob = torch.zeros(2, L, L)
+    for i in range(L):
+        prob[0, i, i] = 0.9 - 0.001 * i
+    for i in (7, 14, 21):
+        prob[1, i, (i + 1) % L] = 0.3
+    mask = torch.ones(2, L, dtype=torch.bool)
+    cfg = CoarseConfig(threshold=0.2, border_cells=0, max_matches=10)
+    both = select_matches(prob, mask, mask, hw, hw, cfg)
+    for b in range(2):
+        alone = select_matches(prob[b : b + 1], mask[:1], mask[:1], hw, hw, cfg)
+        sel = both.batch == b
+        assert both.idx_a[sel].tolist() == alone.idx_a.tolist()
+        assert both.idx_b[sel].tolist() == alone.idx_b.tolist()
+        assert torch.equal(both.confidence[sel], alone.confidence)
+    assert int((both.batch == 0).sum()) == 10 and int((both.batch == 1).sum()) == 3
 
 
 def test_dual_softmax_is_zero_on_masked_cells_and_bounded():

@@ -20,7 +20,7 @@ import logging
 import os
 import platform
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 # Runnable as a script (python benchmarks/accuracy.py) as well as a module (python -m benchmarks.accuracy).
@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--modalities", default=None, help="comma-separated modalities (default: all in the split)")
     ap.add_argument("--max-pairs", type=int, default=None, help="at most this many pairs per modality")
     ap.add_argument("--instances-per-pair", type=int, default=1, help="random warps per pair (warped mode)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0",
+                    help="warp seed, or several comma-separated (0,1): each seed's instances are scored and reported together")
     ap.add_argument("--gt-fixes", type=Path, default=None,
                     help="audited ground truth (scripts/audit_ground_truth.py): corrected pairs use it, unverified pairs are left out")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
@@ -98,6 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _seeds(value: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(v) for v in _csv_list(str(value)))
+    except ValueError:
+        raise UsageError(f"--seed: expected integers separated by commas, got {value!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seed: expected one or more distinct integers, got {value!r}")
+    return seeds
+
+
 def _set_threads(n: int | None) -> None:
     if n is None:
         return
@@ -108,7 +119,7 @@ def _set_threads(n: int | None) -> None:
     cv2.setNumThreads(n)
 
 
-def _meta(args: argparse.Namespace, n_pairs: int, cfg: EvalConfig, methods: list[str]) -> dict:
+def _meta(args: argparse.Namespace, n_pairs: int, cfg: EvalConfig, methods: list[str], seeds: tuple[int, ...]) -> dict:
     import cv2
     import torch
 
@@ -121,7 +132,7 @@ def _meta(args: argparse.Namespace, n_pairs: int, cfg: EvalConfig, methods: list
         "max_pairs": args.max_pairs,
         "pairs": n_pairs,
         "instances_per_pair": cfg.instances_per_pair if cfg.mode == "warped" else 1,
-        "seed": cfg.seed,
+        "seed": cfg.seed if len(seeds) == 1 else list(seeds),
         "warp": asdict(cfg.warp),
         "ransac": f"USAC_MAGSAC {cfg.ransac_threshold_px} px",
         "ncm_threshold_px": cfg.ncm_threshold_px,
@@ -148,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-pairs must be >= 1")
     if args.instances_per_pair < 1:
         raise UsageError("--instances-per-pair must be >= 1")
+    seeds = _seeds(args.seed)
     _set_threads(args.threads)
 
     records = read_dataset(args.data, args.gt_fixes)
@@ -158,19 +170,22 @@ def run(args: argparse.Namespace) -> int:
     selected = select_pairs(records, split=args.split, modalities=mods or None, max_pairs=args.max_pairs)
     if not selected:
         raise UsageError(f"no pairs selected from {args.data} (split {args.split}, modalities {mods or 'all'})")
-    cfg = EvalConfig(mode=args.mode, instances_per_pair=args.instances_per_pair, seed=args.seed)
+    cfg = EvalConfig(mode=args.mode, instances_per_pair=args.instances_per_pair, seed=seeds[0])
     progress = not args.no_progress
     validate_pairs(selected, progress=progress)  # a broken pair fails here, before minutes of matching
 
     ready, unavailable = own.build_methods(method_specs(names, args))
     if not ready:
         log.warning("none of the methods %s could be loaded; nothing to measure", names)
-    records_out = evaluate(selected, ready, cfg, progress=progress) if ready else []
+    # The raw pairs have no warp: one pass whatever the seeds.
+    runs = [replace(cfg, seed=s) for s in (seeds if cfg.mode == "warped" else seeds[:1])]
+    records_out = [r for c in runs for r in evaluate(selected, ready, c, progress=progress)] if ready else []
     summaries = summarize(records_out)
-    meta = _meta(args, len(selected), cfg, names)
+    meta = _meta(args, len(selected), cfg, names, tuple(c.seed for c in runs))
+    seed_text = f"seed {runs[0].seed}" if len(runs) == 1 else f"seeds {', '.join(str(c.seed) for c in runs)}"
     head = (
         f"Accuracy ({args.mode}) on {args.data} split={args.split}: {len(selected)} pairs x "
-        f"{meta['instances_per_pair']} instance(s), seed {cfg.seed}; success = grid RMSE <= 3/5/10 px after MAGSAC (3 px); "
+        f"{meta['instances_per_pair'] * len(runs)} instance(s) ({seed_text}); success = grid RMSE <= 3/5/10 px after MAGSAC (3 px); "
         f"NCM = matches within {cfg.ncm_threshold_px:g} px; s/pair = one match call "
         f"({meta['torch_threads']} torch threads, {meta['cpu_count']} CPUs)."
     )

@@ -57,6 +57,7 @@ class Instance:
     mov: np.ndarray
     H_ref_to_mov: np.ndarray  # 3x3, ref pixel -> mov pixel
     valid: np.ndarray  # [H_ref, W_ref] bool: reference pixels with data in both images
+    seed: int = 0  # the warp seed that made it (0 in raw mode): (seed, pair_id, index) names an instance
 
     @property
     def width(self) -> int:
@@ -167,7 +168,7 @@ def warped_instances(
         M = H @ H_mov_to_ref
         new_mov = cv2.warpPerspective(mov, M / M[2, 2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         valid = base_valid & _inside(H, w, h, w, h)
-        out.append(Instance(pair_id, modality, k, ref, new_mov, H, valid))
+        out.append(Instance(pair_id, modality, k, ref, new_mov, H, valid, seed))
     return out
 
 

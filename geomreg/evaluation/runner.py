@@ -36,6 +36,7 @@ class InstanceRecord:
     grid_rmse: float  # px in the moving image; inf when no homography could be fitted
     seconds: float  # wall time of matcher.match alone
     error: str = ""  # exception raised by the matcher on this instance, if any
+    seed: int = 0  # the instance's warp seed (Instance.seed); instance numbers restart with each seed
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def score_instance(name: str, matcher: ImageMatcher, inst: Instance, cfg: EvalCo
         seconds=seconds,
     )
     return InstanceRecord(
-        name, inst.modality, inst.pair_id, inst.index, cfg.mode, inst.width, inst.height, s.n_matches, s.ncm, s.cmr, s.grid_rmse, s.seconds, error
+        name, inst.modality, inst.pair_id, inst.index, cfg.mode, inst.width, inst.height, s.n_matches, s.ncm, s.cmr, s.grid_rmse, s.seconds, error, inst.seed
     )
 
 

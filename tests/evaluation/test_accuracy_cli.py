@@ -95,3 +95,21 @@ def test_bad_options_exit_2(tiny_dataset, tmp_path, args, message):
 def test_missing_dataset_directory(tmp_path):
     p = run_cli("--data", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert p.returncode == 2 and "MANIFEST.csv" in p.stderr
+
+
+def test_several_seeds_are_scored_and_reported_together(tiny_dataset, tmp_path):
+    out = tmp_path / "report"
+    p = run_cli("--data", str(tiny_dataset), "--split", "all", "--methods", "sift", "--modalities", "opt-opt", "--seed", "0,1", "--out", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "(seeds 0, 1)" in p.stdout
+    assert _row(p.stdout, "opt-opt", "sift")[2:4] == ["1", "2"]  # one pair, one instance per seed
+    rows = (out / "accuracy_warped_instances.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert sorted(r.split(",")[header.index("seed")] for r in rows[1:]) == ["0", "1"]
+    assert json.loads((out / "accuracy_warped.json").read_text())["meta"]["seed"] == [0, 1]
+
+
+@pytest.mark.parametrize("seed", ["x", "1,1", ","])
+def test_bad_seed_list_exits_2(tiny_dataset, tmp_path, seed):
+    p = run_cli("--data", str(tiny_dataset), "--split", "all", "--methods", "sift", "--seed", seed, cwd=tmp_path)
+    assert p.returncode == 2 and "--seed" in p.stderr and "Traceback" not in p.stderr

@@ -1,7 +1,7 @@
 """Where a pair's own ground truth disagrees with its images: the local residual field of the given matrix.
 
     .venv/bin/python benchmarks/gt_residuals.py --data ../shared/data/train --pairs epfl_country_0070 \\
-        [--methods regnetmamba2,cfog] [--grid 4x3] [--gt-fixes data_audit/train_gt_fixes.csv]
+        [--methods regnetmamba2,cfog,sift] [--grid 4x3] [--gt-fixes data_audit/train_gt_fixes.csv]
 
 Each method matches the *unwarped* pair; every tie point's moving position is mapped onto the reference with
 the pair's H_mov_to_ref, and its residual (mapped minus reference position) is summarised per cell of a grid
@@ -72,11 +72,17 @@ def _grid_arg(text: str) -> tuple[int, int]:
     return cols, rows
 
 
+def _sift():
+    from benchmarks.peers.sift import SiftMatcher
+
+    return SiftMatcher()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset directory with MANIFEST.csv")
     ap.add_argument("--pairs", required=True, help="comma-separated pair ids")
-    ap.add_argument("--methods", default="regnetmamba2,cfog", help="comma-separated, from regnetmamba2, cfog")
+    ap.add_argument("--methods", default="regnetmamba2,cfog", help="comma-separated, from regnetmamba2, cfog, sift")
     ap.add_argument("--grid", type=_grid_arg, default=(4, 3), help="COLSxROWS cells over the reference (default 4x3)")
     ap.add_argument("--gt-fixes", help="audited ground truth CSV (scripts/audit_ground_truth.py)")
     ap.add_argument("--threads", type=int, default=2)
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from geomreg.evaluation import methods as own
 
     torch.set_num_threads(args.threads)
-    builders = {"regnetmamba2": lambda: own.regnetmamba2(device="cpu"), "cfog": own.cfog}
+    builders = {"regnetmamba2": lambda: own.regnetmamba2(device="cpu"), "cfog": own.cfog, "sift": _sift}
     names = [m for m in args.methods.split(",") if m]
     unknown = [m for m in names if m not in builders]
     if unknown:

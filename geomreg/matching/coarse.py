@@ -159,7 +159,6 @@ def _best_per_pair(batch: torch.Tensor, conf: torch.Tensor, k: int) -> torch.Ten
     return torch.cat(kept) if kept else batch.new_zeros(0)
 
 
-
 class CoarseMatching(nn.Module):
     def __init__(self, cfg: CoarseConfig, dim: int) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ from geomreg.data.manifest import DatasetError, read_dataset  # noqa: E402
 from geomreg.evaluation import methods as own  # noqa: E402
 from geomreg.evaluation.report import markdown_table, summarize, write_reports  # noqa: E402
 from geomreg.evaluation.runner import EvalConfig, evaluate, select_pairs, validate_pairs  # noqa: E402
+from benchmarks import peers  # noqa: E402
 
 log = logging.getLogger("benchmarks.accuracy")
 
@@ -40,12 +41,6 @@ METHODS = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "sift", "disk_lightglue"
 
 class UsageError(ValueError):
     pass
-
-
-def _sift() -> object:
-    from benchmarks.peers.sift import SiftMatcher
-
-    return SiftMatcher()
 
 
 def _disk_lightglue(device: str, torch_home: str | None) -> object:
@@ -66,7 +61,7 @@ def method_specs(names: list[str], args: argparse.Namespace) -> list[own.MethodS
         "regnetmamba2": lambda: own.regnetmamba2(args.checkpoint, args.device),
         "cfog": own.cfog,
         "regnetmamba2+cfog": lambda: own.refined(own.regnetmamba2(args.checkpoint, args.device)),
-        "sift": _sift,
+        "sift": peers.sift,
         "disk_lightglue": lambda: _disk_lightglue(args.device, args.torch_home),
     }
     return [own.MethodSpec(n, builders[n]) for n in names]

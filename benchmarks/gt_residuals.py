@@ -72,12 +72,6 @@ def _grid_arg(text: str) -> tuple[int, int]:
     return cols, rows
 
 
-def _sift():
-    from benchmarks.peers.sift import SiftMatcher
-
-    return SiftMatcher()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset directory with MANIFEST.csv")
@@ -92,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from geomreg.data.manifest import DatasetError, load_pair, read_dataset
+    from benchmarks import peers
     from geomreg.evaluation import methods as own
 
     torch.set_num_threads(args.threads)
-    builders = {"regnetmamba2": lambda: own.regnetmamba2(device="cpu"), "cfog": own.cfog, "sift": _sift}
+    builders = {"regnetmamba2": lambda: own.regnetmamba2(device="cpu"), "cfog": own.cfog, "sift": peers.sift}
     names = [m for m in args.methods.split(",") if m]
     unknown = [m for m in names if m not in builders]
     if unknown:

@@ -24,31 +24,21 @@ import click
 @click.option("--max-steps", type=int, default=None)
 def train_command(data_dir: Path, out_dir: Path, config_file: Path | None, resume: Path | None, init_weights: Path | None, model_config_file: Path | None, device: str, max_minutes, max_steps) -> None:
     """Train RegNetMamba-2 on a dataset directory (resumable)."""
-    from dataclasses import replace
-
     from geomreg.data.manifest import DatasetError
     from geomreg.matching.weights import CheckpointError
-    from geomreg.train.config import TrainConfig
-    from geomreg.train.trainer import restore, train
+    from geomreg.train.trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = None
     try:
-        if config_file is not None:
-            cfg = _read_config(config_file)
-        if resume is not None and cfg is None:
-            cfg = restore(resume, "cpu")[1]
-        cfg = cfg or TrainConfig()
-        if max_minutes is not None:
-            cfg = replace(cfg, max_minutes=max_minutes)
-        if max_steps is not None:
-            cfg = replace(cfg, max_steps=max_steps)
+        # No --config: a resumed run keeps its checkpoint's config (train reads it; the file is read once).
+        cfg = _read_config(config_file) if config_file is not None else None
+        limits = {k: v for k, v in (("max_minutes", max_minutes), ("max_steps", max_steps)) if v is not None}
         if resume is not None and init_weights is not None:
             raise ValueError("--resume and --init-weights exclude each other")
         overrides = json.loads(model_config_file.read_text()) if model_config_file is not None else None
         if overrides is not None and not isinstance(overrides, dict):
             raise ValueError(f"{model_config_file}: expected a JSON object of config sections")
-        res = train(data_dir, out_dir, cfg, resume=resume, init_weights=init_weights, model_overrides=overrides, device=device)
+        res = train(data_dir, out_dir, cfg, resume=resume, init_weights=init_weights, model_overrides=overrides, overrides=limits, device=device)
     except (DatasetError, CheckpointError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None

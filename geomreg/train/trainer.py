@@ -208,6 +208,13 @@ def _lr(cfg: TrainConfig, step: int, elapsed_minutes: float = 0.0) -> float:
     return cfg.lr * warm * (1.0 - (1.0 - cfg.lr_anneal_to) * done)
 
 
+def _with_overrides(cfg: TrainConfig, overrides: dict | None) -> TrainConfig:
+    """cfg with these fields replaced; ValueError naming an unknown field."""
+    if not overrides:
+        return cfg
+    return TrainConfig.from_dict({**cfg.to_dict(), **overrides}, strict=True)
+
+
 class CsvLog:
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns = path, columns
@@ -232,9 +239,15 @@ def train(
     init_weights: str | Path | None = None,
     model_config: RegNetMamba2Config | None = None,
     model_overrides: dict | None = None,
+    overrides: dict | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> ValidationResult | None:
+    """Train (or continue) RegNetMamba-2 on a dataset directory; returns the last validation, if any.
+
+    cfg None: the resumed checkpoint's own config, else TrainConfig(). ``overrides`` (TrainConfig fields, e.g.
+    the CLI's --max-minutes) apply on top of whichever config that is, so a resumed checkpoint is read once.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
@@ -243,15 +256,15 @@ def train(
         raise ValueError("a resumed run keeps its design: change it with --init-weights and --model-config")
     if resume is not None:
         state, saved_cfg = restore(Path(resume), dev)
-        cfg = cfg or saved_cfg
+        cfg = _with_overrides(cfg or saved_cfg, overrides)
         for g in state.optimizer.param_groups:
             g["lr"] = cfg.lr
         log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
     elif init_weights is not None:
-        cfg = cfg or TrainConfig()
+        cfg = _with_overrides(cfg or TrainConfig(), overrides)
         state = _state_from_weights(Path(init_weights), cfg, model_overrides, dev)
     else:
-        cfg = cfg or TrainConfig()
+        cfg = _with_overrides(cfg or TrainConfig(), overrides)
         torch.manual_seed(cfg.seed)
         model_config = model_config or RegNetMamba2Config()
         if model_overrides:

@@ -264,3 +264,23 @@ def test_train_cli_refuses_a_bad_config_naming_the_file(tiny_dataset, tmp_path, 
     assert r.exit_code == 2
     assert message in r.output and str(cfg) in r.output
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_train_cli_resume_reads_the_checkpoint_once_and_keeps_its_config(tiny_dataset, tmp_path, monkeypatch):
+    import geomreg.train.trainer as trainer
+
+    out = tmp_path / "run"
+    train(tiny_dataset, out, TrainConfig(max_steps=1, **TINY), progress=False)
+    reads = []
+    real = trainer.read_checkpoint
+    monkeypatch.setattr(trainer, "read_checkpoint", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
+    r = CliRunner().invoke(train_command, ["--data", str(tiny_dataset), "--out", str(out), "--resume", str(out / "last.pt"), "--max-steps", "2"])
+    assert r.exit_code == 0, r.output
+    assert reads == [out / "last.pt"]
+    state, cfg = restore(out / "last.pt", "cpu")
+    assert state.step == 2 and cfg.crop_size == 64 and cfg.max_steps == 2  # the checkpoint's config, the CLI's limit
+
+
+def test_train_overrides_refuse_unknown_fields(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown training setting"):
+        train(tiny_dataset, tmp_path / "o", TrainConfig(max_steps=1, **TINY), overrides={"max_stepz": 1}, progress=False)

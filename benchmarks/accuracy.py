@@ -30,6 +30,8 @@ if str(_REPO) not in sys.path:
 
 from geomreg.data.manifest import DatasetError, read_dataset  # noqa: E402
 from geomreg.evaluation import methods as own  # noqa: E402
+from geomreg.evaluation.metrics import SUCCESS_THRESHOLDS_PX  # noqa: E402
+from geomreg.evaluation.paired import paired_counts, paired_table  # noqa: E402
 from geomreg.evaluation.report import markdown_table, summarize, write_reports  # noqa: E402
 from geomreg.evaluation.runner import EvalConfig, evaluate, select_pairs, validate_pairs  # noqa: E402
 from benchmarks import peers  # noqa: E402
@@ -185,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         f"({meta['torch_threads']} torch threads, {meta['cpu_count']} CPUs)."
     )
     table = markdown_table(summaries, unavailable)
+    measured = list(dict.fromkeys(r.method for r in records_out))
+    if len(measured) > 1:  # the first method named against each other one, instance by instance
+        table += "\n" + paired_table(paired_counts(records_out, measured[0], SUCCESS_THRESHOLDS_PX[0]))
     print(head + "\n\n" + table, end="")
     if args.out is not None:
         md = f"# Accuracy benchmark ({args.mode})\n\n{head}\n\n{table}"

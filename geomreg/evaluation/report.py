@@ -8,7 +8,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -118,6 +118,22 @@ def records_csv(records: Sequence[InstanceRecord]) -> str:
     for r in records:
         w.writerow(asdict(r))
     return buf.getvalue()
+
+
+def read_records_csv(path: Path) -> list[InstanceRecord]:
+    """The per-instance CSV of an earlier run (records_csv) back as records; ValueError naming the file."""
+    types = {f.name: f.type for f in fields(InstanceRecord)}
+    required = {f.name for f in fields(InstanceRecord) if f.default is MISSING}  # older runs lack e.g. seed
+    convert = {"int": int, "float": float, "str": str}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        missing = sorted(required - set(rows[0])) if rows else []
+        if missing:
+            raise ValueError(f"missing column(s) {', '.join(missing)}")
+        return [InstanceRecord(**{k: convert[str(t)](row[k]) for k, t in types.items() if k in row}) for row in rows]
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a per-instance accuracy CSV ({exc})") from None
 
 
 def _json_safe(x: Any) -> Any:

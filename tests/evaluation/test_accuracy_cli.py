@@ -46,8 +46,17 @@ def test_cli_runs_cfog_and_sift_and_prints_the_table(tiny_dataset, tmp_path):
         assert cfog_vi[3] == "2"
     else:
         assert "**cfog**: unavailable" in p.stdout
+    if HAVE_CFOG:  # two methods: the first against the second, instance by instance
+        assert "Paired at 3 px" in p.stdout and "| cfog against |" in p.stdout
+        paired = [ln for ln in p.stdout.split("Paired at")[1].splitlines() if ln.startswith("| opt-opt | sift |")]
+        assert len(paired) == 1 and sum(int(c) for c in paired[0].strip("|").split("|")[2:6]) == 2
     files = sorted(f.name for f in out.iterdir())
     assert files == ["accuracy_warped.json", "accuracy_warped.md", "accuracy_warped_instances.csv"]
+    # benchmarks/paired.py reads the run back and prints the same comparison
+    q = subprocess.run([sys.executable, str(REPO / "benchmarks" / "paired.py"), str(out / "accuracy_warped_instances.csv"), "--method", "sift"],
+                       capture_output=True, text=True, timeout=120)
+    assert q.returncode == 0, q.stderr
+    assert "| sift against |" in q.stdout and ("| opt-opt | cfog |" in q.stdout) == HAVE_CFOG
     doc = json.loads((out / "accuracy_warped.json").read_text())
     assert doc["meta"]["instances_per_pair"] == 2 and doc["meta"]["pairs"] == 2
     assert {s["method"] for s in doc["summaries"]} == ({"cfog", "sift"} if HAVE_CFOG else {"sift"})

@@ -57,6 +57,7 @@ def test_cli_runs_cfog_and_sift_and_prints_the_table(tiny_dataset, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert q.returncode == 0, q.stderr
     assert "| sift against |" in q.stdout and ("| opt-opt | cfog |" in q.stdout) == HAVE_CFOG
+    assert "| modality | method | pairs | inst. |" in q.stdout  # the summary table too
     doc = json.loads((out / "accuracy_warped.json").read_text())
     assert doc["meta"]["instances_per_pair"] == 2 and doc["meta"]["pairs"] == 2
     assert {s["method"] for s in doc["summaries"]} == ({"cfog", "sift"} if HAVE_CFOG else {"sift"})

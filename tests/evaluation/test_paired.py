@@ -58,3 +58,17 @@ def test_records_csv_reads_back(tmp_path):
     path.write_text("method,modality\nnet,opt-sar\n")
     with pytest.raises(ValueError, match="inst.csv: not a per-instance accuracy CSV .*missing column"):
         read_records_csv(path)
+
+
+def test_combined_runs_take_each_method_from_the_last_run_that_has_it():
+    import importlib.util
+
+    from .synth import REPO
+
+    spec = importlib.util.spec_from_file_location("paired_cli", REPO / "benchmarks" / "paired.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    first = [rec("net", "opt-sar", "p1", 9.0), rec("sift", "opt-sar", "p1", 1.0)]
+    rerun = [rec("net", "opt-sar", "p1", 1.0)]
+    combined = mod.combine([first, rerun])
+    assert sorted((r.method, r.grid_rmse) for r in combined) == [("net", 1.0), ("sift", 1.0)]

@@ -12,9 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from geomreg.evaluation.report import ALL
 from geomreg.evaluation.runner import InstanceRecord
-
-ALL = "all"
 
 
 @dataclass(frozen=True)

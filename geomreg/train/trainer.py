@@ -254,17 +254,16 @@ def train(
     keep_freed_memory()  # the host side allocates per step on any device; on CPU it is most of the time saved
     if resume is not None and model_overrides:
         raise ValueError("a resumed run keeps its design: change it with --init-weights and --model-config")
-    if resume is not None:
-        state, saved_cfg = restore(Path(resume), dev)
-        cfg = _with_overrides(cfg or saved_cfg, overrides)
+    restored = restore(Path(resume), dev) if resume is not None else None
+    cfg = _with_overrides(cfg or (restored[1] if restored else TrainConfig()), overrides)
+    if restored is not None:
+        state = restored[0]
         for g in state.optimizer.param_groups:
             g["lr"] = cfg.lr
         log.info("resumed %s at step %d (best validation score %.3f)", resume, state.step, state.best_score)
     elif init_weights is not None:
-        cfg = _with_overrides(cfg or TrainConfig(), overrides)
         state = _state_from_weights(Path(init_weights), cfg, model_overrides, dev)
     else:
-        cfg = _with_overrides(cfg or TrainConfig(), overrides)
         torch.manual_seed(cfg.seed)
         model_config = model_config or RegNetMamba2Config()
         if model_overrides:

@@ -38,6 +38,9 @@ def main() -> None:
                     "measures the fastest; a speed setting: the weights and the results do not depend on it)")
     ap.add_argument("--fine-window", type=int, help="fine window side at inference (odd; the weights read any: "
                     "RegNetMamba2.set_fine_window)")
+    ap.add_argument("--guide-threshold", type=float,
+                    help="score with guided matching's model threshold at this many px instead of the Matcher's default "
+                    "(GuideConfig.threshold_px; an inference setting, compared on validation before it changes)")
     ap.add_argument("--score-only", action="store_true",
                     help="print the validation scores at --thresholds and stop: compare candidate checkpoints without exporting")
     args = ap.parse_args()
@@ -56,7 +59,7 @@ def main() -> None:
         thresholds = [float(t) for t in args.thresholds.split(",")]
         if args.tune_on == "whole":
             seeds = tuple(int(x) for x in args.warp_seeds.split(","))
-            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes, seeds)
+            model, tuning = tune_threshold_whole(model, args.data, thresholds, args.max_pairs, args.gt_fixes, seeds, _matcher_config(args))
         else:
             model, tuning = tune_threshold(model, ck, args.data, thresholds)
         if args.score_only:
@@ -88,7 +91,20 @@ WHOLE_PROTOCOL = ("benchmarks/accuracy.py's warped protocol on whole validation 
                   "through geomreg.Matcher; MAGSAC 3 px; grid RMSE")
 
 
-def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int, gt_fixes: Path | None = None, warp_seeds: tuple[int, ...] = (0,)):
+def _matcher_config(args):
+    """The Matcher's defaults, or them with --guide-threshold; None when no option changes them."""
+    if args.guide_threshold is None:
+        return None
+    from dataclasses import replace
+
+    from geomreg.matching.api import MatcherConfig
+
+    defaults = MatcherConfig()
+    return replace(defaults, guide=replace(defaults.guide, threshold_px=args.guide_threshold))
+
+
+def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: int, gt_fixes: Path | None = None,
+                         warp_seeds: tuple[int, ...] = (0,), matcher_config=None):
     """Pick the coarse threshold on whole validation images, as users (and the accuracy benchmark) run them.
 
     The dual-softmax probabilities shrink as grids grow, so a threshold chosen on 256 px crops can starve
@@ -99,7 +115,8 @@ def tune_threshold_whole(model, data: Path, thresholds: list[float], max_pairs: 
     from geomreg.data.manifest import read_dataset, split_pairs
     from geomreg.train.whole_validation import build_whole_validation
 
-    val = build_whole_validation(split_pairs(read_dataset(data, gt_fixes))[1], max_pairs, thresholds[0], warp_seeds)
+    val = replace(build_whole_validation(split_pairs(read_dataset(data, gt_fixes))[1], max_pairs, thresholds[0], warp_seeds),
+                  matcher_config=matcher_config)
     runs = {t: replace(val, threshold=t).run(model, torch.device("cpu")) for t in thresholds}
     results = {t: r.metrics for t, r in runs.items()}
     score = {t: r.score for t, r in runs.items()}

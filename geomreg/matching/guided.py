@@ -50,7 +50,7 @@ class GuideConfig:
     # A homography within this many px of a match counts it as agreeing. First-pass matches are good to a
     # few px where right; in the prototype, 5 px registered more validation instances at 3 px than 8 px did
     # (0.79 against 0.77 over two warp seeds). 3 px, measured with the consensus in place (scripts/
-    # export_weights.py --score-only --max-pairs 25, shipped weights): 0.913 against 0.908 on the 256
+    # export_weights.py --score-only --max-pairs 25 [--guide-threshold 5], shipped weights): 0.913 against 0.908 on the 256
     # instances of warp seeds 0-1 (success@3 0.84 both), 0.903 against 0.894 on the 512 of seeds 0-3 (0.82
     # against 0.81; optical-SAR 0.88 against 0.90, vis-ir 0.90 against 0.88, rgb-nir 0.95 against 0.93). What
     # 5 px lets in: where the right matches lie in a band (a mountain ridge between sky and water), a model

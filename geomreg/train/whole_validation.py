@@ -21,7 +21,7 @@ from geomreg.evaluation.instances import Instance
 from geomreg.evaluation.metrics import SUCCESS_THRESHOLDS_PX
 from geomreg.evaluation.report import ALL, flat_metrics
 from geomreg.evaluation.runner import EvalConfig, evaluate_instances, iter_instances, select_pairs
-from geomreg.matching.api import Matcher
+from geomreg.matching.api import Matcher, MatcherConfig
 from geomreg.matching.model import RegNetMamba2
 from geomreg.train.validation import ValidationResult
 
@@ -32,6 +32,7 @@ EVAL = EvalConfig(warmup=False)  # the benchmark's warps and seed; nothing is ti
 class WholeImageValidation:
     instances: tuple[Instance, ...]  # warped whole validation images, made once
     threshold: float  # coarse threshold the matcher runs at
+    matcher_config: MatcherConfig | None = None  # None: the Matcher's defaults (what users run)
 
     @property
     def modalities(self) -> set[str]:
@@ -46,7 +47,7 @@ class WholeImageValidation:
 
     def run(self, model: RegNetMamba2, device: torch.device) -> ValidationResult:
         # A copy: the Matcher puts its model in eval mode and the threshold is the matcher's, not training's.
-        matcher = Matcher(copy.deepcopy(model).set_coarse_threshold(self.threshold), device)
+        matcher = Matcher(copy.deepcopy(model).set_coarse_threshold(self.threshold), device, self.matcher_config)
         records = evaluate_instances(self.instances, {"val": matcher}, EVAL, total=len(self.instances), progress=False)
         metrics = flat_metrics(records, "val")
         score = float(np.mean([metrics[f"{ALL}/success@{t:g}"] for t in SUCCESS_THRESHOLDS_PX]))

@@ -24,7 +24,7 @@ def checkpoint(tmp_path):
 def test_score_only_prints_the_scores_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
     chosen = {}
 
-    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,)):
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,), matcher_config=None):
         chosen["thresholds"], chosen["seeds"] = thresholds, warp_seeds
         print("threshold 0.02: whole-image validation score 0.500")
         return model, {"scores": {"0.02": 0.5}, "chosen": 0.02, "best_metrics": {}}
@@ -62,7 +62,7 @@ def packaged(tmp_path):
 def test_packaged_weights_can_be_scored_but_not_exported(packaged, tmp_path, monkeypatch, capsys):
     scored = {}
 
-    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,)):
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,), matcher_config=None):
         scored["model"] = model
         return model, {"scores": {"0.02": 0.5}, "chosen": 0.02, "best_metrics": {}}
 
@@ -74,3 +74,20 @@ def test_packaged_weights_can_be_scored_but_not_exported(packaged, tmp_path, mon
     with pytest.raises(SystemExit) as exc:
         export.main()
     assert exc.value.code == 2 and "training checkpoint" in capsys.readouterr().err
+
+
+def test_guide_threshold_reaches_the_validation_matcher(checkpoint, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_tune(model, data, thresholds, max_pairs, gt_fixes=None, warp_seeds=(0,), matcher_config=None):
+        seen["config"] = matcher_config
+        return model, {"scores": {}, "chosen": 0.02, "best_metrics": {}}
+
+    monkeypatch.setattr(export, "tune_threshold_whole", fake_tune)
+    argv = ["export_weights.py", str(checkpoint), "--data", str(tmp_path), "--thresholds", "0.02", "--score-only"]
+    monkeypatch.setattr(sys, "argv", argv)
+    export.main()
+    assert seen["config"] is None  # the Matcher's own defaults
+    monkeypatch.setattr(sys, "argv", argv + ["--guide-threshold", "5"])
+    export.main()
+    assert seen["config"].guide.threshold_px == 5.0 and seen["config"].max_side == 1024

@@ -1,6 +1,7 @@
 """RegNetMamba-2 forward time per image pair and parameter count (target: <= 1.5 s per 512x512 pair on 2 cores).
 
     .venv/bin/python benchmarks/matcher_speed.py [--sizes 256 512] [--threads 2] [--repeats 3] [--checkpoint CKPT]
+    python benchmarks/matcher_speed.py --device cuda --ssd-backend torch|cuda   (a GPU machine)
 
 Times `Matcher.match` end to end (normalisation, network, coordinate mapping) on real-looking texture, with
 the allocator setting the Matcher applies (geomreg/nn/cpu_allocator.py; GEOMREG_CPU_ALLOCATOR=system runs
@@ -14,6 +15,7 @@ figure honest: the worst case, not the typical one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -29,6 +31,7 @@ from geomreg.matching.api import Matcher, MatcherConfig
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.guided import GuideConfig
 from geomreg.matching.model import RegNetMamba2
+from geomreg.nn.mamba2 import MixerConfig
 
 
 def texture(size: int, seed: int) -> np.ndarray:
@@ -56,12 +59,21 @@ def cpu_summary() -> dict:
     return {"cpu": model, "logical_cpus": os.cpu_count(), "isa": isa, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def use_ssd_backend(model: torch.nn.Module, backend: str) -> None:
+    """Run every Mamba-2 scan with this backend (the mixers' configs are frozen: replace them)."""
+    for block in model.modules():
+        if isinstance(getattr(block, "cfg", None), MixerConfig):
+            block.cfg = dataclasses.replace(block.cfg, ssd_backend=backend)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--checkpoint")
+    ap.add_argument("--device", default="cpu", help="cpu (the target's setting), cuda or auto")
+    ap.add_argument("--ssd-backend", choices=("model", "torch", "cuda", "auto"), default="model", help="SSD scan of every block (default: the model's own)")
     ap.add_argument("--fine-window", type=int, default=None, help="fine window side at inference (default: the model's)")
     ap.add_argument("--no-guide", action="store_true", help="one fine pass (MatcherConfig(guide=None)) instead of the guided second one")
     ap.add_argument("--no-consensus", action="store_true", help="guided pass around the MAGSAC guide only (GuideConfig(consensus_rounds=0))")
@@ -72,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = MatcherConfig(guide=None) if args.no_guide else MatcherConfig(guide=GuideConfig(consensus_rounds=0)) if args.no_consensus else MatcherConfig()
     if args.checkpoint:
-        m = Matcher.from_checkpoint(args.checkpoint, config=config)
+        m = Matcher.from_checkpoint(args.checkpoint, args.device, config=config)
     else:
         torch.manual_seed(0)
         model = RegNetMamba2()
@@ -89,9 +101,11 @@ def main() -> None:
             return forward(*a, fine_on=pick, **k)
 
         model.forward = forced  # type: ignore[method-assign]
-        m = Matcher(model, "cpu", config)
+        m = Matcher(model, args.device, config)
     if args.fine_window:
         m.model.set_fine_window(args.fine_window)
+    if args.ssd_backend != "model":
+        use_ssd_backend(m.model, args.ssd_backend)
     n_params = sum(p.numel() for p in m.model.parameters())
     rows = []
     for s in args.sizes:
@@ -107,6 +121,8 @@ def main() -> None:
     allocator = os.environ.get("GEOMREG_CPU_ALLOCATOR") or "freed memory kept"
     cpu = cpu_summary()
     passes = "one fine pass" if args.no_guide else "guided second fine pass" + ("" if args.no_consensus else ", heatmap consensus")
+    if m.device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(m.device)}; SSD backend: {args.ssd_backend}; peak GPU memory {torch.cuda.max_memory_allocated(m.device) / 2**20:.0f} MiB")
     print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}; allocator: {allocator}; {passes}; peak RSS {peak_mb:.0f} MB")
     print(f"CPU: {cpu['cpu']} ({cpu['logical_cpus']} logical CPUs; {', '.join(cpu['isa']) or 'no AVX2'}; torch dispatch {cpu['torch_cpu_capability']})")
     print("| pair size | median s/pair | min s/pair |\n|---|---|---|")
@@ -115,7 +131,7 @@ def main() -> None:
     t512 = next((r["median_s"] for r in rows if r["size"] == 512), None)
     if t512 is not None:
         print(f"target <= 1.5 s per 512x512 pair: {'PASS' if t512 <= 1.5 else 'FAIL'} ({t512:.2f} s)")
-    print(json.dumps({"parameters": n_params, "threads": args.threads, "allocator": allocator, "peak_rss_mb": round(peak_mb), **cpu, "rows": rows}))
+    print(json.dumps({"parameters": n_params, "device": str(m.device), "ssd_backend": args.ssd_backend, "threads": args.threads, "allocator": allocator, "peak_rss_mb": round(peak_mb), **cpu, "rows": rows}))
 
 
 if __name__ == "__main__":

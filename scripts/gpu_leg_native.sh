@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Second device call of a native leg (scripts/gpu_train.md): .gpu_b travels now, .gpu_a stayed on the warm
+# machine from the first call; both halves are linked into one dataset and the packaged weights train on it.
+# Usage on the lent machine: bash scripts/gpu_leg_native.sh MINUTES   (writes everything under $OUT)
+set -u
+minutes=${1:-5}
+export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+for half in .gpu_a .gpu_b; do
+  [ -f "$half/PACK_HALF" ] || { echo "$half is missing: the machine was not the warm one of the first call"; exit 3; }
+done
+data=/tmp/gpu_native && mkdir -p $data
+for half in .gpu_a .gpu_b; do for entry in "$PWD/$half"/*; do ln -sfn "$entry" "$data/"; done; done
+rm -f $data/PACK_HALF
+PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \
+  --data $data --out "$OUT/run" --init-weights geomreg/weights/regnetmamba2.pt --device cuda --max-minutes "$minutes" \
+  --config geomreg/train/configs_gpu_native.json 2>&1 | grep -av "train:\|loading" | tail -30
+nvidia-smi --query-gpu=memory.used --format=csv,noheader
+# What comes back: at most 8 files of 16 MiB, 64 MiB in all: the logs, the first and the last three validated checkpoints.
+cd "$OUT/run" && rm -f best.pt last.pt split.txt && ls step_*.pt | head -n -3 | tail -n +2 | xargs -r rm -f; ls -la

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# First device call of a native leg (scripts/gpu_train.md): the CUDA checks, while .gpu_a travels.
+# First device call of a native leg (scripts/gpu_train.md): the CUDA checks, while .gpu_a travels. The tree
+# copy of the next call removes ignored folders it does not carry, so .gpu_a is stashed outside the repository.
 #   tests/nn/test_ssd.py -m cuda : mamba-ssm's Triton SSD against our pure SSD, through the library
 #   benchmarks/matcher_speed.py  : the shipped weights end to end on the GPU (pure-PyTorch scan)
 #   CPU against CUDA             : the same pair through Matcher on both devices
@@ -15,3 +16,4 @@ timeout 90 python3 benchmarks/matcher_speed.py --device cuda --ssd-backend torch
 timeout 90 python3 benchmarks/matcher_speed.py --device cpu --sizes 512 --repeats 2 --threads 16 \
   --checkpoint geomreg/weights/regnetmamba2.pt 2>&1 | tail -4
 timeout 90 python3 scripts/device_agreement.py 2>&1 | tail -6
+[ -f .gpu_a/PACK_HALF ] && rm -rf /tmp/gpu_half_a && cp -r .gpu_a /tmp/gpu_half_a && echo "stashed .gpu_a in /tmp/gpu_half_a"

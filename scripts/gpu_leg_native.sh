@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Second device call of a native leg (scripts/gpu_train.md): .gpu_b travels now, .gpu_a stayed on the warm
-# machine from the first call; both halves are linked into one dataset and the packaged weights train on it.
+# Second device call of a native leg (scripts/gpu_train.md): .gpu_b travels now; the first call (gpu_checks.sh),
+# on the same warm machine, stashed .gpu_a in /tmp/gpu_half_a. Both halves are linked into one dataset and the
+# packaged weights train on it. Call it within the 30 s a machine stays warm, or the first half is gone.
 # Usage on the lent machine: bash scripts/gpu_leg_native.sh MINUTES   (writes everything under $OUT)
 set -u
 minutes=${1:-5}
 export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-for half in .gpu_a .gpu_b; do
+for half in /tmp/gpu_half_a "$PWD/.gpu_b"; do
   [ -f "$half/PACK_HALF" ] || { echo "$half is missing: the machine was not the warm one of the first call"; exit 3; }
 done
-data=/tmp/gpu_native && mkdir -p $data
+data=/tmp/gpu_native && mkdir -p $data && ln -sfn /tmp/gpu_half_a "$PWD/.gpu_a"  # the config reads .gpu_a/gt_fixes.csv
 for half in .gpu_a .gpu_b; do for entry in "$PWD/$half"/*; do ln -sfn "$entry" "$data/"; done; done
 rm -f $data/PACK_HALF
 PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \

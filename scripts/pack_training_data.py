@@ -11,8 +11,8 @@ moving image that it sees.
 
 --native packs what CPU training itself caches: colour kept (the NIR-like band mixing needs it), images no
 larger than the cache's longest side copied byte for byte, larger ones shrunk exactly as the cache shrinks
-them (INTER_AREA) and written at --quality. --recompress-kb re-encodes native files above that size at
---quality as well, to fit the 64 MiB a device call carries.
+them (INTER_AREA) and written at --quality. (Re-encoding the native JPEGs made the pack larger, not smaller:
+the sources are already compact.)
 
 The homographies are rewritten for the resize and the crop (pixel-centre convention), so every pair stays exact.
 With --gt-fixes the audited ground truth (data_audit/README.md) is applied first, and the pack gets its own
@@ -65,32 +65,39 @@ def window_pair(ref: np.ndarray, mov: np.ndarray, H: np.ndarray, size: int, rng:
     return ref[y0:y1, x0:x1], mov[my0:my1, mx0:mx1], shift(-x0, -y0) @ H @ shift(mx0, my0)
 
 
-def native_image(src: Path, img: np.ndarray, dst: Path, quality: int, recompress_kb: float) -> np.ndarray:
-    """Write img (read from src) to dst as CPU training would cache it; returns the pixel map src -> dst."""
+def native_image(src: Path, img: np.ndarray, d: Path, side: str, quality: int) -> tuple[np.ndarray, str]:
+    """Write img (read from src) into d as CPU training would cache it: (pixel map src -> packed, file name)."""
     small, S = shrink(img, CACHE_MAX_SIDE)
-    shrunk = not np.allclose(S, np.eye(3))
-    big = recompress_kb and src.stat().st_size > recompress_kb * 1024 and src.suffix.lower() in (".jpg", ".jpeg")
-    if (shrunk or big) and small.dtype == np.uint8:
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if small.ndim == 3 else small
-        cv2.imwrite(str(dst.with_suffix(".jpg")), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return S
-    if shrunk:
+    if np.allclose(S, np.eye(3)):  # the cache keeps it as it is: so does the pack, byte for byte
+        name = f"{side}{src.suffix.lower()}"
+        shutil.copyfile(src, d / name)
+        return S, name
+    if small.dtype != np.uint8:
         raise SystemExit(f"{src}: --native shrinks only 8-bit images")
-    shutil.copyfile(src, dst)
-    return S
+    cv2.imwrite(str(d / f"{side}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if small.ndim == 3 else small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return S, f"{side}.jpg"
 
 
-def pack_native(rec, dst: Path, quality: int, recompress_kb: float) -> tuple[np.ndarray, str, str]:
-    """(H in the packed pixels, ref file name, mov file name) of one pair packed with --native."""
-    d = dst / rec.modality / rec.pair_id
-    d.mkdir(parents=True, exist_ok=True)
+def pack_native(rec, d: Path, quality: int) -> tuple[np.ndarray, str, str]:
+    """(H in the packed pixels, ref file name, mov file name) of one pair packed with --native into d."""
     ref, mov, H = load_pair(rec)
-    names = []
-    for side, src, img in (("ref", Path(rec.ref_path), ref), ("mov", Path(rec.mov_path), mov)):
-        out = d / f"{side}{src.suffix.lower()}"
-        names.append((native_image(src, img, out, quality, recompress_kb), out.name if out.exists() else out.with_suffix(".jpg").name))
-    (S_ref, ref_name), (S_mov, mov_name) = names
+    S_ref, ref_name = native_image(Path(rec.ref_path), ref, d, "ref", quality)
+    S_mov, mov_name = native_image(Path(rec.mov_path), mov, d, "mov", quality)
     return S_ref @ H @ np.linalg.inv(S_mov), ref_name, mov_name
+
+
+def pack_grey(rec, d: Path, quality: int, max_side: int, window: int) -> tuple[np.ndarray, str, str]:
+    """(H in the packed pixels, ref file name, mov file name) of one pair packed grey (optionally one window)."""
+    ref, mov, H = load_pair(rec)
+    ref_s, S_ref = grey_shrunk(ref, max_side)
+    mov_s, S_mov = grey_shrunk(mov, max_side)
+    H = S_ref @ H @ np.linalg.inv(S_mov)
+    if window:
+        seed = int(hashlib.sha1(rec.pair_id.encode()).hexdigest()[:8], 16)
+        ref_s, mov_s, H = window_pair(ref_s, mov_s, H, window, np.random.default_rng(seed))
+    cv2.imwrite(str(d / "ref.jpg"), ref_s, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    cv2.imwrite(str(d / "mov.jpg"), mov_s, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return H, "ref.jpg", "mov.jpg"
 
 
 def main() -> None:
@@ -101,35 +108,24 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=80)
     ap.add_argument("--window", type=int, default=0, help="pack one native-scale window of this side per pair (see above)")
     ap.add_argument("--native", action="store_true", help="colour, the cache's own scale, native files kept (see above)")
-    ap.add_argument("--recompress-kb", type=float, default=0.0, help="with --native: re-encode files above this size")
     ap.add_argument("--gt-fixes", type=Path, default=None, help="audited ground truth to apply (scripts/audit_ground_truth.py)")
     args = ap.parse_args()
     max_side = CACHE_MAX_SIDE if args.window else args.max_side
     rows, fixes = [], []
+    how = "at the training cache's scale" if args.native else f"resized to max side {max_side}" + (f", window {args.window}" if args.window else "")
     for rec in read_dataset(args.src, args.gt_fixes):
         rel = f"{rec.modality}/{rec.pair_id}"
-        if args.native:
-            H, ref_name, mov_name = pack_native(rec, args.dst, args.quality, args.recompress_kb)
-            np.savetxt(args.dst / rel / "H_mov_to_ref.txt", H / H[2, 2], header=f"packed from {rec.h_path} at the training cache's scale")
-            if rec.h_fixed is not None:
-                fixes.append([rec.pair_id, "corrected", *(repr(float(v)) for v in (H / H[2, 2]).ravel())])
-            rows.append([rec.pair_id, rec.modality, f"{rel}/{ref_name}", f"{rel}/{mov_name}", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])
-            continue
-        ref, mov, H = load_pair(rec)
-        ref_s, S_ref = grey_shrunk(ref, max_side)
-        mov_s, S_mov = grey_shrunk(mov, max_side)
-        H = S_ref @ H @ np.linalg.inv(S_mov)
-        if args.window:
-            seed = int(hashlib.sha1(rec.pair_id.encode()).hexdigest()[:8], 16)
-            ref_s, mov_s, H = window_pair(ref_s, mov_s, H, args.window, np.random.default_rng(seed))
         d = args.dst / rel
         d.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(d / "ref.jpg"), ref_s, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
-        cv2.imwrite(str(d / "mov.jpg"), mov_s, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
-        np.savetxt(d / "H_mov_to_ref.txt", H / H[2, 2], header=f"packed from {rec.h_path}, resized to max side {max_side}" + (f", window {args.window}" if args.window else ""))
+        if args.native:
+            H, ref_name, mov_name = pack_native(rec, d, args.quality)
+        else:
+            H, ref_name, mov_name = pack_grey(rec, d, args.quality, max_side, args.window)
+        H = H / H[2, 2]
+        np.savetxt(d / "H_mov_to_ref.txt", H, header=f"packed from {rec.h_path}, {how}")
         if rec.h_fixed is not None:
-            fixes.append([rec.pair_id, "corrected", *(repr(float(v)) for v in (H / H[2, 2]).ravel())])
-        rows.append([rec.pair_id, rec.modality, f"{rel}/ref.jpg", f"{rel}/mov.jpg", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])
+            fixes.append([rec.pair_id, "corrected", *(repr(float(v)) for v in H.ravel())])
+        rows.append([rec.pair_id, rec.modality, f"{rel}/{ref_name}", f"{rel}/{mov_name}", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])
     with open(args.dst / "MANIFEST.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["pair_id", "modality", "ref_path", "mov_path", "aligned", "gt"])

@@ -6,6 +6,7 @@ an exact sign test).
 
 Several CSVs combine into one report; a method found in more than one takes its records from the last
 (e.g. the network re-run after a change beside the peers of an earlier run on the same instances).
+--seeds-apart: the CSVs are runs of other warp seeds, and their records are pooled instead (--modalities keeps some).
 benchmarks/accuracy.py prints both tables itself; this reads runs that already exist.
 Exit status: 0 done, 2 bad input.
 """
@@ -36,9 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("instances_csv", type=Path, nargs="+", help="accuracy_<mode>_instances.csv of benchmarks/accuracy.py")
     ap.add_argument("--method", default="regnetmamba2", help="the method compared against every other one")
     ap.add_argument("--threshold", type=float, default=3.0, help="success threshold of the paired table, px of grid RMSE (default 3)")
+    ap.add_argument("--seeds-apart", action="store_true", help="pool every CSV's records (runs of other warp seeds)")
+    ap.add_argument("--modalities", default="", help="comma-separated modalities to report (default: all)")
     args = ap.parse_args(argv)
     try:
-        records = combine([read_records_csv(p) for p in args.instances_csv])
+        runs = [read_records_csv(p) for p in args.instances_csv]
+        records = [r for run in runs for r in run] if args.seeds_apart else combine(runs)
+        if args.modalities:
+            records = [r for r in records if r.modality in set(args.modalities.split(","))]
         rows = paired_counts(records, args.method, args.threshold)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -72,3 +72,23 @@ def test_combined_runs_take_each_method_from_the_last_run_that_has_it():
     rerun = [rec("net", "opt-sar", "p1", 1.0)]
     combined = mod.combine([first, rerun])
     assert sorted((r.method, r.grid_rmse) for r in combined) == [("net", 1.0), ("sift", 1.0)]
+
+
+def test_runs_of_other_seeds_are_pooled(tmp_path, capsys):
+    import importlib.util
+
+    from .synth import REPO
+
+    spec = importlib.util.spec_from_file_location("paired_cli", REPO / "benchmarks" / "paired.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    seed0 = [rec("net", "opt-sar", "p1", 1.0), rec("sift", "opt-sar", "p1", 9.0), rec("net", "vis-ir", "p2", 1.0), rec("sift", "vis-ir", "p2", 1.0)]
+    seed1 = [rec("net", "opt-sar", "p1", 1.0, seed=1), rec("sift", "opt-sar", "p1", 9.0, seed=1)]
+    paths = []
+    for k, run in enumerate((seed0, seed1)):
+        paths.append(tmp_path / f"s{k}.csv")
+        paths[-1].write_text(records_csv(run))
+    assert mod.main([str(p) for p in paths] + ["--method", "net", "--seeds-apart", "--modalities", "opt-sar"]) == 0
+    out = capsys.readouterr().out
+    assert "vis-ir" not in out
+    assert "| opt-sar | sift | 2 | 0 | 0 | 0 |" in out  # two seeds pooled: the network alone registers both

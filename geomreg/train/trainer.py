@@ -26,7 +26,7 @@ from geomreg.train.losses import LossParts, coarse_focal_loss, distillation_loss
 from geomreg.train.pairs import CachedPair, Instance, WarpRange, cache_pair, make_instance, make_self_instance
 from geomreg.train.targets import CoarseTargets, coarse_targets, fine_offsets, offsets_from, true_positions_in_b
 from geomreg.train.validation import CropValidation, ValidationResult, build_validation_set
-from geomreg.train.warm_start import merge_config, slim_from
+from geomreg.train.warm_start import merge_config, warm_start_from
 from geomreg.train.whole_validation import WholeImageValidation, build_whole_validation
 
 log = logging.getLogger(__name__)
@@ -353,7 +353,7 @@ def train(
 
 
 def _state_from_weights(path: Path, cfg: TrainConfig, model_overrides: dict | None, dev) -> TrainState:
-    """Continue from weights only (e.g. the packaged ones), with a fresh optimiser; optionally slimmed."""
+    """Continue from weights only (e.g. the packaged ones), with a fresh optimiser; optionally slimmed or grown."""
     model = load_checkpoint(path).train()
     card = packaged_card() if path.resolve() == PACKAGED_WEIGHTS.resolve() else None
     if card is not None:
@@ -362,8 +362,9 @@ def _state_from_weights(path: Path, cfg: TrainConfig, model_overrides: dict | No
         ck = read_checkpoint(path)
         step, history = int(ck.get("step", 0)), list(ck.get("history", []))
     if model_overrides:
-        model, dropped = slim_from(model, merge_config(model.cfg, model_overrides))
-        history.append({"slimmed": model_overrides, "dropped_entries": len(dropped), "at_step": step})
+        model, record = warm_start_from(model, merge_config(model.cfg, model_overrides))
+        kind = "slimmed" if "dropped_entries" in record else "grown"
+        history.append({kind: model_overrides, **record, "at_step": step})
     model = model.to(dev).train()
     log.info("initialised from %s (step %d, fresh optimiser)", path, step)
     return TrainState(model, make_optimizer(model, cfg), step, -1.0, history)

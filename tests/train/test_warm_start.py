@@ -8,7 +8,7 @@ from geomreg.matching.config import EncoderConfig, RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2
 from geomreg.train.cli_cmd import train_command
 from geomreg.train.trainer import restore
-from geomreg.train.warm_start import merge_config, slim_from
+from geomreg.train.warm_start import grow_from, merge_config, slim_from, warm_start_from
 
 from .test_trainer import TINY
 
@@ -43,6 +43,40 @@ def test_slim_from_refuses_a_design_that_is_not_a_sub_network():
     source = RegNetMamba2(merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}}))
     with pytest.raises(ValueError, match="not a sub-network"):
         slim_from(source, FULL)  # the 1/2 and 1/4 self blocks would start random
+
+
+def test_grow_from_keeps_every_weight_and_computes_what_the_source_computed():
+    torch.manual_seed(0)
+    source = RegNetMamba2(FULL).eval()
+    deeper = merge_config(FULL, {"encoder": {"cmi_layers": [1, 1, 3], "self_blocks": [1, 1, 2]}})
+    grown, added = grow_from(source, deeper)
+    assert sorted(added) == ["cmi.scales.2.layers.2.cross_block", "cmi.scales.2.layers.2.self_block", "encoder.stage8.blocks.1"]
+    grown.eval()
+    src = source.state_dict()
+    assert all(torch.equal(v, grown.state_dict()[k]) for k, v in src.items())
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a, b = source(x, x.flip(-1)), grown(x, x.flip(-1))
+    assert torch.equal(a.coarse.matches.idx_b, b.coarse.matches.idx_b)
+    assert torch.allclose(a.matches.xy_b, b.matches.xy_b) and torch.allclose(a.features.coarse_a, b.features.coarse_a)
+    # the new blocks are not dead: their zeroed output layers get a gradient at once
+    grown.train()
+    out = grown(x, x.flip(-1))
+    out.features.coarse_a.square().sum().backward()
+    assert grown.get_submodule("cmi.scales.2.layers.2.cross_block").mixer.out_proj.weight.grad.abs().sum() > 0
+
+
+def test_warm_start_picks_slimming_or_growing_and_refuses_a_mixture():
+    source = RegNetMamba2(merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}}))
+    _, record = warm_start_from(source, FULL)  # the 1/2 and 1/4 self blocks are added as identities
+    assert record["added_blocks"] == ["encoder.stage2.blocks.0", "encoder.stage4.blocks.0"]
+    _, record = warm_start_from(RegNetMamba2(FULL), merge_config(FULL, {"encoder": {"self_blocks": [0, 0, 1]}}))
+    assert record["dropped_entries"] > 0
+    mixed = merge_config(FULL, {"encoder": {"self_blocks": [1, 1, 1], "cmi_self": [False] * 3}})
+    with pytest.raises(ValueError, match="neither"):
+        warm_start_from(source, mixed)
+    with pytest.raises(ValueError, match="shape differs"):
+        grow_from(source, merge_config(FULL, {"fine": {"dim": 64}}))
 
 
 def test_train_cli_warm_starts_a_slimmer_design(tiny_dataset, tmp_path):

@@ -18,7 +18,8 @@ import click
               help="Start from these weights with a fresh optimiser (e.g. geomreg/weights/regnetmamba2.pt).")
 @click.option("--model-config", "model_config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help='JSON of RegNetMamba2Config fields to change, e.g. {"encoder": {"self_blocks": [0, 0, 1]}}: over the '
-              "--init-weights design (a slimmer design warm-started from those weights) or the default one.")
+              "--init-weights design (a slimmer design keeping some of those weights, or a deeper one keeping all of them, "
+              "its new blocks starting as identities) or the default one.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes (a checkpoint is written).")
 @click.option("--max-steps", type=int, default=None)

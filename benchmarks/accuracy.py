@@ -198,17 +198,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def exit_status(run_fn, args: argparse.Namespace) -> int:
+    """run_fn(args) with the benchmarks' exit statuses: 2 and a one-line message for bad input, 130 when interrupted."""
     try:
-        return run(args)
+        return run_fn(args)
     except (DatasetError, own.CheckpointError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no report written", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return exit_status(run, args)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ if str(_REPO) not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
-from benchmarks.accuracy import METHODS, UsageError, _csv_list, _seeds, _set_threads, method_specs  # noqa: E402
-from geomreg.data.manifest import DatasetError, read_dataset  # noqa: E402
+from benchmarks.accuracy import METHODS, UsageError, _csv_list, _seeds, _set_threads, exit_status, method_specs  # noqa: E402
+from geomreg.data.manifest import read_dataset  # noqa: E402
 from geomreg.evaluation import methods as own  # noqa: E402
 from geomreg.evaluation.agreement import OWN_MISS, SHARED_MISS, Agreement, classify, fitted_homography, summarize_agreement  # noqa: E402
 from geomreg.evaluation.runner import EvalConfig, iter_instances, select_pairs, validate_pairs  # noqa: E402
@@ -126,15 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except (DatasetError, own.CheckpointError, UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; no report written", file=sys.stderr)
-        return 130
-
+    return exit_status(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -50,14 +50,7 @@ def slim_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
     """
     target = RegNetMamba2(config)
     src, tgt = source.state_dict(), target.state_dict()
-    missing = [k for k in tgt if k not in src]
-    reshaped = [k for k in tgt if k in src and src[k].shape != tgt[k].shape]
-    if missing or reshaped:
-        raise ValueError(
-            "the new design is not a sub-network of the source weights: "
-            + (f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''} " if missing else "")
-            + (f"shape differs for {reshaped[:5]}" if reshaped else "")
-        )
+    _refuse_mismatch("is not a sub-network of the source weights", "missing", [k for k in tgt if k not in src], src, tgt)
     target.load_state_dict({k: src[k] for k in tgt}, strict=True)
     dropped = sorted(set(src) - set(tgt))
     n_src, n_tgt = (sum(p.numel() for p in m.parameters()) for m in (source, target))
@@ -74,14 +67,7 @@ def grow_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
     """
     target = RegNetMamba2(config)
     src, tgt = source.state_dict(), target.state_dict()
-    dropped = [k for k in src if k not in tgt]
-    reshaped = [k for k in tgt if k in src and src[k].shape != tgt[k].shape]
-    if dropped or reshaped:
-        raise ValueError(
-            "the new design does not contain the source weights: "
-            + (f"it lacks {dropped[:5]}{' ...' if len(dropped) > 5 else ''} " if dropped else "")
-            + (f"shape differs for {reshaped[:5]}" if reshaped else "")
-        )
+    _refuse_mismatch("does not contain the source weights", "it lacks", [k for k in src if k not in tgt], src, tgt)
     added = _new_blocks(target, src)
     covered = {f"{name}.{k}" for name in added for k in target.get_submodule(name).state_dict()}
     stray = [k for k in tgt if k not in src and k not in covered]
@@ -105,6 +91,17 @@ def warm_start_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[R
         model, added = grow_from(source, config)
         return model, {"added_blocks": added}
     raise ValueError("the new design neither keeps a subset of the source's blocks (slimming) nor all of them (growing)")
+
+
+def _refuse_mismatch(what: str, absent_label: str, absent: list[str], src: dict, tgt: dict) -> None:
+    """ValueError naming the entries one side lacks and the shared entries whose shape differs, if any."""
+    reshaped = [k for k in tgt if k in src and src[k].shape != tgt[k].shape]
+    if absent or reshaped:
+        raise ValueError(
+            f"the new design {what}: "
+            + (f"{absent_label} {absent[:5]}{' ...' if len(absent) > 5 else ''} " if absent else "")
+            + (f"shape differs for {reshaped[:5]}" if reshaped else "")
+        )
 
 
 def _new_blocks(model: RegNetMamba2, known: dict) -> list[str]:

@@ -31,8 +31,6 @@ from geomreg.evaluation import methods as own  # noqa: E402
 from geomreg.evaluation.agreement import OWN_MISS, SHARED_MISS, Agreement, classify, fitted_homography, summarize_agreement  # noqa: E402
 from geomreg.evaluation.runner import EvalConfig, iter_instances, select_pairs, validate_pairs  # noqa: E402
 
-log = logging.getLogger("benchmarks.gt_agreement")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [read_records_csv(p) for p in args.instances_csv]
         records = [r for run in runs for r in run] if args.seeds_apart else combine(runs)
         if args.modalities:
-            records = [r for r in records if r.modality in set(args.modalities.split(","))]
+            wanted = set(args.modalities.split(","))
+            records = [r for r in records if r.modality in wanted]
         rows = paired_counts(records, args.method, args.threshold)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ Each instance is classified for one subject method against its peers:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -24,6 +25,8 @@ import numpy as np
 from geomreg.evaluation.instances import Instance
 from geomreg.evaluation.metrics import fit_homography, grid_rmse
 from geomreg.matching.types import ImageMatcher
+
+log = logging.getLogger(__name__)
 
 HIT, SHARED_MISS, OWN_MISS = "hit", "shared_miss", "own_miss"
 
@@ -47,7 +50,8 @@ def fitted_homography(matcher: ImageMatcher, inst: Instance, ransac_threshold_px
     """The ref -> mov homography the benchmark fits to a method's matches on an instance (None: no fit)."""
     try:
         res = matcher.match(inst.ref, inst.mov)
-    except Exception:  # a failing method is a method without a fit here, as in the benchmark
+    except Exception as exc:  # a failing method is a method without a fit here, as in the benchmark
+        log.warning("%s failed on %s #%d: %s: %s", type(matcher).__name__, inst.pair_id, inst.index, type(exc).__name__, exc)
         return None
     return fit_homography(np.asarray(res.ref_xy, np.float64), np.asarray(res.mov_xy, np.float64), ransac_threshold_px)
 

@@ -363,8 +363,7 @@ def _state_from_weights(path: Path, cfg: TrainConfig, model_overrides: dict | No
         step, history = int(ck.get("step", 0)), list(ck.get("history", []))
     if model_overrides:
         model, record = warm_start_from(model, merge_config(model.cfg, model_overrides))
-        kind = "slimmed" if "dropped_entries" in record else "grown"
-        history.append({kind: model_overrides, **record, "at_step": step})
+        history.append({record.pop("kind"): model_overrides, **record, "at_step": step})
     model = model.to(dev).train()
     log.info("initialised from %s (step %d, fresh optimiser)", path, step)
     return TrainState(model, make_optimizer(model, cfg), step, -1.0, history)

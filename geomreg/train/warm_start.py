@@ -48,7 +48,10 @@ def slim_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
     Returns the model and the source entries it dropped. Raises ValueError when the new design has an entry
     the source lacks or holds with another shape (it would start untrained).
     """
-    target = RegNetMamba2(config)
+    return _slim_into(source, RegNetMamba2(config))
+
+
+def _slim_into(source: RegNetMamba2, target: RegNetMamba2) -> tuple[RegNetMamba2, list[str]]:
     src, tgt = source.state_dict(), target.state_dict()
     _refuse_mismatch("is not a sub-network of the source weights", "missing", [k for k in tgt if k not in src], src, tgt)
     target.load_state_dict({k: src[k] for k in tgt}, strict=True)
@@ -65,7 +68,10 @@ def grow_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
     new design lacks (use slim_from), a shared entry changes shape, or a new entry is not part of a whole new
     self or cross block.
     """
-    target = RegNetMamba2(config)
+    return _grow_into(source, RegNetMamba2(config))
+
+
+def _grow_into(source: RegNetMamba2, target: RegNetMamba2) -> tuple[RegNetMamba2, list[str]]:
     src, tgt = source.state_dict(), target.state_dict()
     _refuse_mismatch("does not contain the source weights", "it lacks", [k for k in src if k not in tgt], src, tgt)
     added = _new_blocks(target, src)
@@ -73,7 +79,7 @@ def grow_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
     stray = [k for k in tgt if k not in src and k not in covered]
     if stray:
         raise ValueError(f"the new design adds entries outside whole new blocks: {stray[:5]}")
-    target.load_state_dict({**tgt, **{k: src[k] for k in src}}, strict=True)
+    target.load_state_dict({**tgt, **src}, strict=True)
     for name in added:
         _zero_residual_outputs(target.get_submodule(name))
     n_src, n_tgt = (sum(p.numel() for p in m.parameters()) for m in (source, target))
@@ -82,14 +88,16 @@ def grow_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetM
 
 
 def warm_start_from(source: RegNetMamba2, config: RegNetMamba2Config) -> tuple[RegNetMamba2, dict]:
-    """Slim or grow ``source`` into ``config``, whichever it is; returns the model and a record for the run's history."""
-    src, tgt = source.state_dict(), RegNetMamba2(config).state_dict()
+    """Slim or grow ``source`` into ``config``, whichever it is; returns the model and a record for the run's
+    history: {"kind": "slimmed", "dropped_entries": n} or {"kind": "grown", "added_blocks": [...]}."""
+    target = RegNetMamba2(config)
+    src, tgt = source.state_dict(), target.state_dict()
     if all(k in src for k in tgt):
-        model, dropped = slim_from(source, config)
-        return model, {"dropped_entries": len(dropped)}
+        model, dropped = _slim_into(source, target)
+        return model, {"kind": "slimmed", "dropped_entries": len(dropped)}
     if all(k in tgt for k in src):
-        model, added = grow_from(source, config)
-        return model, {"added_blocks": added}
+        model, added = _grow_into(source, target)
+        return model, {"kind": "grown", "added_blocks": added}
     raise ValueError("the new design neither keeps a subset of the source's blocks (slimming) nor all of them (growing)")
 
 

@@ -122,7 +122,7 @@ def main() -> None:
         else:
             H, ref_name, mov_name = pack_grey(rec, d, args.quality, max_side, args.window)
         H = H / H[2, 2]
-        np.savetxt(d / "H_mov_to_ref.txt", H, header=f"packed from {rec.h_path}, {how}")
+        np.savetxt(d / "H_mov_to_ref.txt", H, header=f"packed from {rec.h_path or 'the identity (aligned pair)'}, {how}")
         if rec.h_fixed is not None:
             fixes.append([rec.pair_id, "corrected", *(repr(float(v)) for v in H.ravel())])
         rows.append([rec.pair_id, rec.modality, f"{rel}/{ref_name}", f"{rel}/{mov_name}", "yes" if rec.aligned else "no", f"{rel}/H_mov_to_ref.txt"])

@@ -27,7 +27,7 @@ class PairRecord:
     modality: str
     ref_path: Path
     mov_path: Path
-    h_path: Path
+    h_path: Path | None  # None: an aligned pair listed without a matrix, whose ground truth is the identity
     aligned: bool
     # Ground truth re-estimated by geomreg.data.gt_audit, used instead of h_path (9 numbers, row-major).
     h_fixed: tuple[float, ...] | None = None
@@ -51,22 +51,33 @@ def read_manifest(root: str | Path) -> list[PairRecord]:
     rows = _read_csv(manifest, REQUIRED_COLUMNS)
     records = []
     for row in rows:
-        pid = row["pair_id"]
-        h_candidates = [g for g in row["gt"].split(";") if g.endswith("H_mov_to_ref.txt")]
-        h_rel = h_candidates[0] if h_candidates else str(Path(row["ref_path"]).parent / "H_mov_to_ref.txt")
+        aligned = row["aligned"].strip().lower() in ("yes", "true", "1")
         records.append(
             PairRecord(
-                pair_id=pid,
+                pair_id=row["pair_id"],
                 modality=row["modality"],
                 ref_path=root / row["ref_path"],
                 mov_path=root / row["mov_path"],
-                h_path=root / h_rel,
-                aligned=row["aligned"].strip().lower() in ("yes", "true", "1"),
+                h_path=_ground_truth_path(root, row, aligned),
+                aligned=aligned,
             )
         )
     if not records:
         raise DatasetError(f"{manifest}: no pairs listed")
     return records
+
+
+def _ground_truth_path(root: Path, row: dict[str, str], aligned: bool) -> Path | None:
+    """The pair's H_mov_to_ref.txt (listed in `gt`, else beside ref), or None for an aligned pair that has none.
+
+    Evaluation sets list already co-registered pairs as `aligned=yes` with `gt` = `none`: their ground truth is the
+    identity. A pair that is not aligned keeps its path even when the file is missing, so loading it names the pair.
+    """
+    listed = [g for g in row["gt"].split(";") if g.strip().endswith("H_mov_to_ref.txt")]
+    path = root / (listed[0].strip() if listed else Path(row["ref_path"]).parent / "H_mov_to_ref.txt")
+    if aligned and not listed and not path.is_file():
+        return None
+    return path
 
 
 def read_homography(path: Path, pair_id: str) -> np.ndarray:
@@ -107,7 +118,12 @@ def read_image(path: Path, pair_id: str) -> np.ndarray:
 
 def load_pair(rec: PairRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ref, mov, H_mov_to_ref) of one pair (the audited ground truth where the record carries one)."""
-    H = np.array(rec.h_fixed, np.float64).reshape(3, 3) if rec.h_fixed is not None else read_homography(rec.h_path, rec.pair_id)
+    if rec.h_fixed is not None:
+        H = np.array(rec.h_fixed, np.float64).reshape(3, 3)
+    elif rec.h_path is None:
+        H = np.eye(3)
+    else:
+        H = read_homography(rec.h_path, rec.pair_id)
     return read_image(rec.ref_path, rec.pair_id), read_image(rec.mov_path, rec.pair_id), H
 
 

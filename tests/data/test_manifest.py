@@ -56,3 +56,43 @@ def test_bad_fixes_file_names_the_problem(tmp_path, content, problem):
         path.write_text(content)
     with pytest.raises(DatasetError, match=problem):
         read_gt_fixes(path)
+
+
+def _set_gt_column(root: Path, pair_id: str, aligned: str, gt: str) -> None:
+    """Rewrite one manifest row the way evaluation sets list an already co-registered pair."""
+    manifest = root / "MANIFEST.csv"
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if row["pair_id"] == pair_id:
+            row["aligned"], row["gt"] = aligned, gt
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_aligned_pair_without_matrix_is_the_identity(tmp_path):
+    root = two_pair_dataset(tmp_path / "ds")
+    (root / "vis-ir" / "syn_vi_0001" / "H_mov_to_ref.txt").unlink()
+    _set_gt_column(root, "syn_vi_0001", "yes", "none")
+    rec = {r.pair_id: r for r in read_dataset(root)}["syn_vi_0001"]
+    assert rec.aligned and rec.h_path is None
+    assert np.array_equal(load_pair(rec)[2], np.eye(3))
+
+
+def test_aligned_pair_with_matrix_keeps_it(tmp_path):
+    root = two_pair_dataset(tmp_path / "ds")
+    H_file = np.loadtxt(root / "vis-ir" / "syn_vi_0001" / "H_mov_to_ref.txt", comments="#")
+    _set_gt_column(root, "syn_vi_0001", "yes", "vis-ir/syn_vi_0001/H_mov_to_ref.txt")
+    rec = {r.pair_id: r for r in read_dataset(root)}["syn_vi_0001"]
+    assert np.allclose(load_pair(rec)[2], H_file / H_file[2, 2])
+
+
+def test_unaligned_pair_without_matrix_names_the_pair(tmp_path):
+    root = two_pair_dataset(tmp_path / "ds")
+    (root / "vis-ir" / "syn_vi_0001" / "H_mov_to_ref.txt").unlink()
+    _set_gt_column(root, "syn_vi_0001", "no", "none")
+    rec = {r.pair_id: r for r in read_dataset(root)}["syn_vi_0001"]
+    with pytest.raises(DatasetError, match="syn_vi_0001.*missing"):
+        load_pair(rec)

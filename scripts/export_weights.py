@@ -179,8 +179,9 @@ The training data is research-use only; these weights are our own training on it
 |---|---|---|---|---|---|
 {rows}
 
-**Limitations:** trained for a small fraction of the estimated 10–30 CPU hours the accuracy targets need; see README
-for where the learning curve stands.
+**Limitations:** every training leg since this step (longer, larger crops, GPU, a deeper design) has ended within
+the validation noise of these weights; the notes below say what each tried, README's Limitations where the
+learning curve stands and the held-out numbers.
 """
     )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from geomreg.data.manifest import GT_FIX_COLUMNS, DatasetError, load_pair, read_dataset, read_gt_fixes, split_pairs
-from tests.evaluation.synth import two_pair_dataset
+from tests.evaluation.synth import two_pair_dataset, write_manifest
 
 
 def write_fixes(path: Path, rows: list[dict]) -> Path:
@@ -66,10 +66,7 @@ def _set_gt_column(root: Path, pair_id: str, aligned: str, gt: str) -> None:
     for row in rows:
         if row["pair_id"] == pair_id:
             row["aligned"], row["gt"] = aligned, gt
-    with manifest.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_manifest(root, rows)
 
 
 def test_aligned_pair_without_matrix_is_the_identity(tmp_path):

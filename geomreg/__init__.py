@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from geomreg._version import __version__
 from geomreg.matching.types import ImageMatcher, MatchResult
 
-__version__ = "0.1.0"
 __all__ = ["Matcher", "MatchResult", "ImageMatcher", "get_matcher", "register", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,4 +1,5 @@
-"""The `geomreg` command line: `register`, `sample` (and `train`, `batch` when those parts are installed).
+"""The `geomreg` command line: `register`, `sample`, `train`, and the commands that installed packages add
+through the `geomreg.commands` entry-point group (`batch`, from pipelines).
 
 Exit codes: 0 registered, 1 registration failed, 2 bad input (the message names the file and the problem).
 
@@ -31,39 +32,16 @@ from typing import Iterator
 
 import click
 
-from geomreg.geo.config import TRANSFORM_CHOICES
+from geomreg.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, config_from_options, registration_options
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+log = logging.getLogger(__name__)
 
+# Commands that other installed packages add to `geomreg` (pipelines adds `batch`): entry points of this group,
+# each naming a click command. The library never imports those packages itself.
+COMMANDS_GROUP = "geomreg.commands"
 
-def registration_options(f):
-    """Options shared by every command that registers scenes (register, batch)."""
-    opts = [
-        click.option("--transform", type=click.Choice(TRANSFORM_CHOICES), default="auto", show_default=True,
-                     help="Geometric model; auto chooses by held-out residuals."),
-        click.option("--matcher", default="regnetmamba2", show_default=True, help="Matcher: regnetmamba2, cfog, or regnetmamba2+cfog (the network's model, CFOG's tie points)."),
-        click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="RegNetMamba-2 checkpoint instead of the packaged weights."),
-        click.option("--tile-size", type=click.IntRange(min=64), default=512, show_default=True, help="Tile side in working pixels."),
-        click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True, help="Pixels shared by neighbouring tiles."),
-        click.option("--max-shift", default="32", show_default=True, help="Largest expected offset: pixels (40, 40px) or map units (300m)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--ref-band", default="auto", show_default=True, help="Reference band: auto, luminance, mean or a band number."),
-        click.option("--mov-band", default="auto", show_default=True, help="Moving band: auto, luminance, mean or a band number."),
-        click.option("--resolution", type=float, default=None, help="Working pixel size in reference CRS units (default: the coarser scene's)."),
-        click.option("--pixel-mode", is_flag=True, help="Accept rasters without a CRS (their pixel grids are compared directly)."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def config_from_options(**kw):
-    from geomreg.api import build_config
-
-    return build_config(
-        transform=kw["transform"], tile_size=kw["tile_size"], overlap=kw["overlap"], max_shift=kw["max_shift"],
-        ref_band=kw["ref_band"], mov_band=kw["mov_band"], resolution=kw["resolution"], pixel_mode=kw["pixel_mode"] or None,
-    )
+__all__ = ["main", "registration_options", "config_from_options", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT",
+           "COMMANDS_GROUP"]
 
 
 # --- machine-readable output (--progress-json) ---------------------------------------------------
@@ -295,19 +273,24 @@ def sample_command(out_dir, matcher, device, progress):
 
 
 def _add_optional_commands() -> None:
-    # Other parts of the project add these commands; the CLI works without them.
+    # Optional commands: the CLI works without them.
     try:
         from geomreg.train.cli_cmd import train_command
 
         main.add_command(train_command, "train")
     except ImportError:
         pass
-    try:
-        from pipelines.cli_cmd import batch_command
+    from importlib.metadata import entry_points
 
-        main.add_command(batch_command, "batch")
-    except ImportError:
-        pass
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if ep.name in main.commands:
+            continue
+        try:
+            command = ep.load()
+        except ImportError as e:  # a package registered but not importable here: the rest of the CLI still works
+            log.debug("geomreg %s is unavailable: %s", ep.name, e)
+            continue
+        main.add_command(command, ep.name)
 
 
 _add_optional_commands()

@@ -1,5 +1,7 @@
 """`geomreg batch MANIFEST --out DIR [--scheduler ADDR] [--workers N]`.
 
+The `geomreg` CLI finds this command through the `geomreg.commands` entry point in pyproject.toml.
+
 Exit codes: 0 every pair registered (or already complete), 1 any pair failed, 2 bad manifest or options.
 """
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from geomreg.cli import EXIT_BAD_INPUT, EXIT_FAILED, registration_options
+from geomreg.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, registration_options
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
     skipped, so rerunning a manifest finishes an interrupted batch. Prints the dashboard address, a
     progress bar and a summary table (also written to DIR/batch_summary.{json,csv}).
     """
-    from geomreg.cli import config_from_options
+    from geomreg.cli_options import config_from_options
 
     from pipelines.cluster import ClusterOptions, describe, open_client
     from pipelines.manifest import MATCHERS, BatchDefaults, load_manifest
@@ -118,16 +120,3 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
     paths = write_summary(result, out)
     click.echo(f"summary: {paths['json']}")
     sys.exit(result.exit_code)
-
-
-def _register_with_main() -> None:
-    # geomreg.cli registers this command lazily; when this module is imported first, geomreg.cli's own
-    # attempt ran while it was half-initialised, so make sure `geomreg batch` exists either way.
-    import importlib
-
-    cli = importlib.import_module("geomreg.cli")
-    if "batch" not in cli.main.commands:
-        cli.main.add_command(batch_command, "batch")
-
-
-_register_with_main()

@@ -303,7 +303,7 @@ def _job(entry: _Entry, index: int, manifest: Path, out_dir: Path, defaults: Bat
     if merged["batch_size"] < 1:
         raise fail(f"column batch_size: must be at least 1, got {merged['batch_size']}")
 
-    from geomreg.cli import config_from_options
+    from geomreg.cli_options import config_from_options
 
     try:
         cfg = config_from_options(**{k: merged[k] for k in REGISTRATION_COLUMNS})

@@ -93,6 +93,38 @@ def test_help_lists_commands():
     assert r.exit_code == 0 and "register" in r.output and "sample" in r.output
 
 
+def test_commands_of_other_packages_come_from_the_entry_point_group(monkeypatch):
+    import click
+
+    import geomreg.cli as cli
+
+    @click.command()
+    def hello():
+        click.echo("hello from a plug-in")
+
+    class EP:
+        def __init__(self, name, target):
+            self.name, self.target = name, target
+
+        def load(self):
+            if self.target is None:
+                raise ImportError("No module named 'not_installed'")
+            return self.target
+
+    seen = []
+
+    def fake_entry_points(group):
+        seen.append(group)
+        return [EP("hello-test", hello), EP("broken-test", None)]
+
+    monkeypatch.setattr("importlib.metadata.entry_points", fake_entry_points)
+    monkeypatch.setattr(cli.main, "commands", dict(cli.main.commands))  # leave the real group as it was
+    cli._add_optional_commands()
+    assert seen == [cli.COMMANDS_GROUP] and "broken-test" not in cli.main.commands
+    r = _run("hello-test")
+    assert r.exit_code == 0 and "hello from a plug-in" in r.output
+
+
 # --- --progress-json -------------------------------------------------------------------------------
 
 

@@ -18,23 +18,12 @@ import numpy as np
 from geomreg.geo.config import TRANSFORMS
 from geomreg.geo.models import MIN_POINTS, ORDER, Model, fit_robust, residuals
 from geomreg.geo.plan import RegistrationPlan
+from geomreg.geo.tiepoints import coarse_estimate, stack_tie_points as _stack  # noqa: F401 - coarse_estimate: public here too
 from geomreg.geo.tiles import TileMatches
 
 log = logging.getLogger(__name__)
 
 _CV_MAX_POINTS = 5000
-
-
-def _stack(tms: Sequence[TileMatches], plan: RegistrationPlan):
-    g = plan.grid
-    ref = [g.map_to_px(t.ref_map) for t in tms if len(t)]
-    mov = [g.map_to_px(t.mov_map) for t in tms if len(t)]
-    if not ref:
-        z = np.zeros((0, 2))
-        return z, z.copy(), np.zeros(0), np.zeros(0, dtype=np.int64)
-    conf = np.concatenate([t.confidence for t in tms if len(t)])
-    tid = np.concatenate([np.full(len(t), t.tile_id, dtype=np.int64) for t in tms if len(t)])
-    return np.concatenate(ref), np.concatenate(mov), conf, tid
 
 
 def dedupe(ref_px: np.ndarray, mov_px: np.ndarray, conf: np.ndarray, cell: float = 1.0) -> np.ndarray:
@@ -109,29 +98,6 @@ def choose(scores: dict[str, float], rel: float = 1.1, abs_px: float = 0.02) -> 
         if kind in scores and scores[kind] <= rel * best + abs_px:
             return kind
     return min(scores, key=scores.get)
-
-
-def coarse_estimate(plan: RegistrationPlan, coarse: Sequence[TileMatches]) -> tuple[np.ndarray | None, int, str]:
-    """Affine (2x3, working px, moving -> reference) from the coarse pass, or None when it found nothing."""
-    cm = [t for t in coarse if t.level == "coarse"]
-    ref, mov, conf, tid = _stack(cm, plan)
-    n = len(ref)
-    f = plan.coarse_factor
-    thr = plan.config.inlier_threshold * f
-    if n >= MIN_POINTS["affine"]:
-        model, inl = fit_robust("affine", mov, ref, thr, plan.config.seed)
-        kind = "affine"
-    elif n >= 2:
-        model, inl = fit_robust("translation", mov, ref, thr, plan.config.seed)
-        kind = "translation"
-    else:
-        return None, 0, f"coarse pass: {n} tie points"
-    n_inl = int(inl.sum())
-    if n_inl < 4:
-        return None, n_inl, f"coarse pass: only {n_inl} consistent tie points of {n}"
-    M = model.matrix()
-    shift = M[:2, 2] + M[:2, :2] @ [plan.grid.width / 2, plan.grid.height / 2] - [plan.grid.width / 2, plan.grid.height / 2]
-    return M[:2].copy(), n_inl, f"coarse pass: {kind} from {n_inl}/{n} tie points, offset at the centre ({shift[0]:.1f}, {shift[1]:.1f}) px"
 
 
 def fuse(plan: RegistrationPlan, tile_matches: Sequence[TileMatches], transform: str | None = None, *,

@@ -21,6 +21,7 @@ from geomreg.geo.config import RegistrationConfig
 from geomreg.geo.errors import InputError
 from geomreg.geo.footprint import overlap as footprint_overlap
 from geomreg.geo.io import Grid, RasterSource, Stretch, inspect_raster, integer_offset, open_raster, read_window, same_crs
+from geomreg.geo.tiepoints import coarse_estimate
 from geomreg.geo.tiling import polygon_px_bounds, tile_windows
 from geomreg.matching.preprocess import normalize_intensity
 
@@ -220,8 +221,6 @@ def _tasks(
 
 def refine_plan(plan: RegistrationPlan, coarse_matches) -> RegistrationPlan:
     """Full-resolution tasks from the coarse pass: each moving window is centred on the predicted offset."""
-    from geomreg.geo.fusion import coarse_estimate  # late import: fusion imports this module
-
     cfg = plan.config
     if not plan.coarse_tasks:
         return plan

@@ -187,7 +187,7 @@ class Registration:
         import rasterio
         import shapely
 
-        import geomreg
+        from geomreg._version import __version__
 
         plan = self.plan
         ref, mov = plan.reference, plan.moving
@@ -227,7 +227,7 @@ class Registration:
             "tiles": self._tile_stats(),
             "timings_s": self.timings,
             "outputs": self.outputs,
-            "versions": {"geomreg": geomreg.__version__, "numpy": np.__version__, "rasterio": rasterio.__version__,
+            "versions": {"geomreg": __version__, "numpy": np.__version__, "rasterio": rasterio.__version__,
                          "gdal": rasterio.__gdal_version__, "opencv": cv2.__version__, "shapely": shapely.__version__,
                          "python": platform.python_version()},
         }

@@ -27,9 +27,14 @@ def test_batch_is_a_geomreg_command_with_the_contract_options():
         assert opt in r.output
 
 
-def test_registered_even_when_pipelines_is_imported_first():
-    code = "import pipelines.cli_cmd\nfrom geomreg.cli import main\nassert 'batch' in main.commands\n"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+def test_found_through_the_entry_point_whichever_module_is_imported_first():
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert declared["geomreg.commands"]["batch"] == "pipelines.cli_cmd:batch_command"
+    for code in ("import pipelines.cli_cmd\nfrom geomreg.cli import main\nassert 'batch' in main.commands\n",
+                 "from geomreg.cli import main\nimport pipelines.cli_cmd\nassert main.commands['batch'] is pipelines.cli_cmd.batch_command\n"):
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_bad_manifests_and_options_exit_2_without_starting_a_cluster(tmp_path):

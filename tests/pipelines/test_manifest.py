@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from geomreg.cli import config_from_options
+from geomreg.cli_options import config_from_options
 from pipelines.manifest import BatchDefaults, ManifestError, load_manifest
 
 

@@ -42,7 +42,7 @@ def texture(size: int, seed: int) -> np.ndarray:
 
 def cpu_summary() -> dict:
     """The CPU the figures were measured on. The same code ran the shipped weights at 0.94 s per 512 px pair on
-    a host whose CPU had AMX and AVX-512 (2026-11-26) and at 1.9-2.05 s on the host of an earlier session:
+    a host whose CPU had AMX and AVX-512 (2026-11-26) and at 1.9-2.05 s on another host:
     oneDNN picks its kernels by instruction set, so a timing means little without it."""
     model, flags = platform.processor() or "unknown", set()
     try:

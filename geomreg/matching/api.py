@@ -31,10 +31,8 @@ MATCHER_NAMES = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "auto")
 class MatcherConfig:
     # Larger inputs are downscaled to this longest side (the tiling layer sends 512 px tiles). The coarse
     # stage's one [La, Lb] matrix grows with the 4th power of the side: ~0.5 GB for a 1024 x 680 pair.
-    # Why 1024 and not 768: the VIS-NIR pairs of the validation split are 1024 px wide, and matching them at
-    # native size registered 18 of their 20 warped instances (two seeds) at 3 px against 17 at 768 px, with
-    # the tie points closer on 10 of the 16 both registered (benchmarks/accuracy.py --modalities rgb-nir --seed 0
-    # and 1, before and after this default changed; benchmarks/README.md).
+    # 1024 rather than 768: the VIS-NIR validation pairs are 1024 px wide and register better at native size
+    # (benchmarks/README.md, "Defaults and why").
     max_side: int = 1024
     batch_size: int = 4
     min_confidence: float = 0.0
@@ -169,14 +167,8 @@ class Matcher:
         return results
 
 
-# What "auto" picks once the weights are validated: the network itself, with its heatmap-consensus guided matching
-# (geomreg/matching/guided.py). On the validation split (benchmarks/accuracy.py, 70 pairs, step-13500 weights) it
-# registers more pairs at 3 px than with its tie points polished by CFOG (0.81 against 0.70: vis-ir 1.00 against
-# 0.80, maps 0.90 against 0.30) and as many on optical-SAR (0.90); on two warp seeds (140 instances, session 14)
-# 0.81 against 0.71; on four (280, session 15, guide at 3 px) 0.79 against 0.71, 30 instances only the network
-# registers against 8 only the polish does. The polish stays a choice ("regnetmamba2+cfog"): on those 280 it
-# registers more optical-SAR instances (0.88 against 0.80, 4 against 1 instance by instance: not significant)
-# with closer tie points (median RMSE 1.51 against 1.65 px), and more RGB-NIR ones (0.97 against 0.95).
+# What "auto" picks once the weights are validated: the network alone, with its heatmap-consensus guided matching;
+# it registers more validation pairs than with CFOG's polish (evidence: benchmarks/README.md, "Defaults and why").
 AUTO_WITH_WEIGHTS = "regnetmamba2"
 
 

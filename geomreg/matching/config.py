@@ -47,9 +47,8 @@ class FineConfig:
     window: int = 5
     dim: int = 32  # the window mixer runs on 2 x 25 tokens per match: cost grows with dim^2
     heads: int = 4
-    # Inference position: soft-argmax over the heatmap peak +- this many cells (0: the whole window; see fine.py).
-    # benchmarks/fine_stage.py --local-radius 0 / 1, self pairs of the validation split (exact truth), step 13,500:
-    # median error 1.20 -> 0.94 px, within 1 px 0.41 -> 0.54.
+    # Inference position: soft-argmax over the heatmap peak +- this many cells (0: the whole window; see fine.py);
+    # the whole window under-reaches (benchmarks/README.md, "The fine position").
     local_radius: int = 1
 
 

@@ -15,9 +15,7 @@ it makes the sum a robust consensus rather than a least-squares one. Starting fr
 by a few px; windows only cover +-3 fine px (+-6 px), so it can only correct a guide that is nearly right,
 which is the case it is for.
 
-Measured offline on the 256 validation instances of two warp seeds (guides and heatmaps of the shipped
-weights): the guide itself was within 3 px (grid RMSE) on 0.73 of them, the consensus homography on 0.83
-(vis-ir 0.74 -> 0.88); floors of 0.01-0.1 gave 0.82-0.83.
+The offline measurement behind it is in benchmarks/README.md ("Defaults and why").
 """
 
 from __future__ import annotations

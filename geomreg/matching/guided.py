@@ -10,9 +10,7 @@ its individual matches are, so its prediction is a better window centre than the
 then localises every matched cell of A from there, within a window of +-3 fine px (+-6 px; the shipped
 weights run the fine stage at 7 x 7, RegNetMamba2.set_fine_window). The positions still come from the
 network's own correlation, not from the model, so local departures from a homography (relief, lens) within
-the window are kept. On the 128 warped validation instances of `scripts/export_weights.py CKPT --score-only
---max-pairs 25` (step 13,500): success@3 px 0.71 with one pass at 5 x 5, 0.77 guided at 7 x 7; a prototype of
-the same procedure on a second warp seed gave 0.76 and 0.81.
+the window are kept.
 
 Consensus (geomreg/matching/consensus.py): a guide that misses by 3-5 px centres every window off the truth
 by as much, and the fine stage, pulled toward its window centres, then agrees with the miss; a least-squares
@@ -22,9 +20,7 @@ each match's position is read from its heatmap within one fine cell (+-2 px) of 
 itself is first refined the same way on the first pass's heatmaps. Local
 departures from the homography larger than that are given up for tie points that agree; set
 consensus_radius=0 to take them from a further fine pass around the consensus instead (windows of +-6 px).
-On the 256 validation instances of two warp seeds (shipped weights): success@3 px 0.79 -> 0.83, vis-ir 0.78
--> 0.90, score 0.888 -> 0.904, at about 0.07 s more per 512 px pair (GuideConfig; benchmarks/matcher_speed.py
---no-consensus: 1.24 against 1.31 s on 2 cores).
+The measurements behind these choices are in benchmarks/README.md ("Defaults and why").
 
 When no model can be fitted (too few matches, too few agreeing), the first pass is returned unchanged.
 """
@@ -47,15 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GuideConfig:
-    # A homography within this many px of a match counts it as agreeing. First-pass matches are good to a
-    # few px where right; in the prototype, 5 px registered more validation instances at 3 px than 8 px did
-    # (0.79 against 0.77 over two warp seeds). 3 px, measured with the consensus in place (scripts/
-    # export_weights.py --score-only --max-pairs 25 [--guide-threshold 5], shipped weights): 0.913 against 0.908 on the 256
-    # instances of warp seeds 0-1 (success@3 0.84 both), 0.903 against 0.894 on the 512 of seeds 0-3 (0.82
-    # against 0.81; optical-SAR 0.88 against 0.90, vis-ir 0.90 against 0.88, rgb-nir 0.95 against 0.93). What
-    # 5 px lets in: where the right matches lie in a band (a mountain ridge between sky and water), a model
-    # tilted by wrong matches off the band still counts them as agreeing, and the guided pass then follows it
-    # (visnir_water_0011, seed 2: guide 23.6 px off at 5 px, 1.6 px at 3 px).
+    # A homography within this many px of a match counts it as agreeing. 3 px rather than 5: a wider band lets a
+    # model tilted by wrong matches count them as agreeing, and the guided pass then follows it.
     threshold_px: float = 3.0
     min_inliers: int = 8
     max_iters: int = 10_000
@@ -69,11 +58,8 @@ class GuideConfig:
     # With consensus_rounds > 0: also refine each MAGSAC guide by the consensus of the first pass's own heatmaps
     # (windows on the coarse matches' cells) before the guided pass, a round that costs no fine pass.
     consensus_first: bool = True
-    # Measured on 256 validation instances (two warp seeds, shipped weights; success@3 / score): no consensus
-    # 0.79 / 0.888; one round then a further fine pass 0.81 / 0.895; one round read near 0.82 / 0.900; two
-    # rounds with fine passes 0.83 / 0.904 (+0.4 s per 512 px pair on 2 cores); consensus on the first pass too,
-    # then one round read near (these defaults) 0.83 / 0.904 (0.84 / 0.905 with positions as 3 x 3 expectations,
-    # which were biased: geomreg.matching.consensus.positions_near), at no extra fine pass (+0.07 s).
+    # These defaults (consensus on the first pass too, one round read near it) scored best at no extra fine pass
+    # (benchmarks/README.md, "Defaults and why").
 
 
 def supported_homography(

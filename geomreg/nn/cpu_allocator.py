@@ -4,9 +4,8 @@ glibc serves every allocation above its mmap threshold (at most 32 MiB, raised d
 ``mmap`` and hands it back with ``munmap`` on free, and it trims the heap top back to the OS. PyTorch on CPU
 allocates a new tensor for almost every operation, and the SSD's intra-chunk matrices are 30 MiB and more
 at 512 px, so the same pages are faulted in and zeroed by the kernel again and again. Raising both
-thresholds makes freed blocks reusable: a 512 px pair on 2 cores took 1.22-1.40 s against 1.53-1.55 s (slim
-design) and 1.90-2.05 s against 2.22-2.36 s (shipped weights), with the same peak memory
-(benchmarks/matcher_speed.py with and without GEOMREG_CPU_ALLOCATOR=system). The price is that the process
+thresholds makes freed blocks reusable, which makes a CPU pair markedly faster at the same peak memory
+(benchmarks/README.md, "Defaults and why"). The price is that the process
 keeps its peak heap until it exits, as PyTorch's CUDA caching allocator does.
 
 Set GEOMREG_CPU_ALLOCATOR=system to leave malloc untouched (for example when jemalloc or tcmalloc is

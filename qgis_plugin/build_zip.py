@@ -2,7 +2,8 @@
 
     python3 qgis_plugin/build_zip.py [--out DIR]
 
-The zip holds the folder geomreg_qgis/ (what QGIS's "Install from ZIP" expects), without caches.
+The zip holds the folder geomreg_qgis/ (what QGIS's "Install from ZIP" expects), without caches, and the
+repository's LICENSE inside it (plugins.qgis.org refuses a package without one).
 Needs only the standard library.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "geomreg_qgis"
+LICENSE = HERE.parent / "LICENSE"
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
@@ -42,6 +44,7 @@ def build(out_dir: Path) -> Path:
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in plugin_files():
             zf.write(path, Path(PLUGIN.name) / path.relative_to(PLUGIN))
+        zf.write(LICENSE, Path(PLUGIN.name) / "LICENSE")
     partial.replace(target)  # never a half-written zip under the final name
     return target
 

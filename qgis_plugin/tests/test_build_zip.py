@@ -17,7 +17,7 @@ def test_zip_holds_the_plugin_folder(tmp_path):
     assert target.name == f"geomreg_qgis-{build_zip.plugin_version()}.zip"
     names = zipfile.ZipFile(target).namelist()
     assert all(name.startswith("geomreg_qgis/") for name in names)
-    for required in ("__init__.py", "metadata.txt", "icon.png", "icon.svg", "plugin.py", "processing/coregister.py"):
+    for required in ("__init__.py", "LICENSE", "metadata.txt", "icon.png", "icon.svg", "plugin.py", "processing/coregister.py"):
         assert f"geomreg_qgis/{required}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not list(tmp_path.glob("*.partial"))

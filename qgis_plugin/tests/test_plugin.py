@@ -22,6 +22,21 @@ def test_metadata_is_complete():
     assert (QGIS_PLUGIN_DIR / "geomreg_qgis" / general["icon"]).is_file()
 
 
+def test_metadata_links_agree_with_pyproject():
+    import tomllib
+
+    parser = configparser.ConfigParser()
+    parser.read(QGIS_PLUGIN_DIR / "geomreg_qgis" / "metadata.txt", encoding="utf-8")
+    general = parser["general"]
+    project = tomllib.loads((QGIS_PLUGIN_DIR.parent / "pyproject.toml").read_text())["project"]
+    urls = project["urls"]
+    assert general["homepage"] == urls["Homepage"]
+    assert general["repository"] == urls["Repository"]
+    assert general["tracker"] == urls["Issues"]
+    assert general["version"] == project["version"] and general["license"] == project["license"]
+    assert "example." not in general["email"]  # no placeholder address
+
+
 def test_toolbar_button_and_raster_menu_entry(plugin, qgis_iface):
     assert ACTION_TEXT == "Co-register rasters (RegNetMamba-2)…"
     assert plugin.action.text() == ACTION_TEXT

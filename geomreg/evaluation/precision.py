@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from geomreg.evaluation.instances import instance_rng, nodata_mask
+from geomreg.evaluation.instances import instance_rng
 from geomreg.geo.models import MIN_POINTS, fit_robust
 from geomreg.matching.preprocess import normalize_intensity
 from geomreg.matching.types import ImageMatcher

@@ -209,7 +209,7 @@ def register(
     output: str | os.PathLike | None = None,
     *,
     transform: str = "auto",
-    matcher: str | ImageMatcher = "regnetmamba2",
+    matcher: str | ImageMatcher = "auto",
     tile_size: int | None = None,
     overlap: int | None = None,
     max_shift: float | str | None = None,

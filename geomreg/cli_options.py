@@ -22,7 +22,7 @@ def registration_options(f: F) -> F:
     opts = [
         click.option("--transform", type=click.Choice(TRANSFORM_CHOICES), default="auto", show_default=True,
                      help="Geometric model; auto chooses by held-out residuals."),
-        click.option("--matcher", default="regnetmamba2", show_default=True, help="Matcher: regnetmamba2, cfog, or regnetmamba2+cfog (the network's model, CFOG's tie points)."),
+        click.option("--matcher", default="auto", show_default=True, help="Matcher: auto (RegNetMamba-2 with its tie points polished to sub-pixel, or CFOG when no validated weights are installed), regnetmamba2, regnetmamba2+polish, regnetmamba2+cfog (the network's model, CFOG's tie points), or cfog."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="RegNetMamba-2 checkpoint instead of the packaged weights."),
         click.option("--tile-size", type=click.IntRange(min=64), default=512, show_default=True, help="Tile side in working pixels."),
         click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True, help="Pixels shared by neighbouring tiles."),

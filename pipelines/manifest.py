@@ -28,7 +28,7 @@ from geomreg.geo.config import TRANSFORM_CHOICES, RegistrationConfig
 from geomreg.geo.errors import InputError
 
 WRITE_MODES = ("resample", "georef", "gcps")
-MATCHERS = ("regnetmamba2", "cfog", "regnetmamba2+cfog")
+MATCHERS = ("auto", "regnetmamba2", "regnetmamba2+polish", "cfog", "regnetmamba2+cfog")
 REQUIRED = ("reference", "moving")
 # Per-pair option columns that are RegistrationConfig fields, exactly as `geomreg register` takes them.
 REGISTRATION_COLUMNS = ("transform", "tile_size", "overlap", "max_shift", "ref_band", "mov_band", "resolution", "pixel_mode")
@@ -56,7 +56,7 @@ class BatchDefaults:
     mov_band: str = "auto"
     resolution: float | None = None
     pixel_mode: bool = False
-    matcher: str = "regnetmamba2"
+    matcher: str = "auto"
     checkpoint: str | None = None
     mode: str = "resample"
     batch_size: int = 8  # tiles per matcher batch, and so per Dask task
@@ -75,7 +75,7 @@ class PairJob:
     moving: str
     output: str
     config: RegistrationConfig
-    matcher: str = "regnetmamba2"
+    matcher: str = "auto"
     checkpoint: str | None = None
     mode: str = "resample"
     options: tuple[tuple[str, Any], ...] = field(default=())  # the per-pair overrides, as read

@@ -52,7 +52,7 @@ class MatcherCache:
                 from geomreg.api import MatcherUnavailable
 
                 msg = str(e) if isinstance(e, MatcherUnavailable) else f"matcher {name!r} cannot be loaded: {e}"
-                if name.startswith("regnetmamba2") and checkpoint is None:
+                if (name == "auto" or name.startswith("regnetmamba2")) and checkpoint is None:
                     msg += " (in a batch: --matcher cfog, or --checkpoint PATH / a checkpoint column)"
                 self._errors[key] = msg
                 raise MatcherUnavailableOnWorker(msg) from None

@@ -24,7 +24,7 @@ from geomreg.nn.cpu_allocator import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
-MATCHER_NAMES = ("regnetmamba2", "regnetmamba2+cfog", "cfog", "auto")
+MATCHER_NAMES = ("regnetmamba2", "regnetmamba2+polish", "regnetmamba2+cfog", "cfog", "auto")
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,9 @@ class Matcher:
         return results
 
 
-# What "auto" picks once the weights are validated: the network alone, with its heatmap-consensus guided matching;
-# it registers more validation pairs than with CFOG's polish (evidence: benchmarks/README.md, "Defaults and why").
-AUTO_WITH_WEIGHTS = "regnetmamba2"
+# What "auto" picks once the weights are validated: the network's tie points, polished to sub-pixel where the
+# structure allows (geomreg/matching/polish.py): the network's robustness with CFOG's precision (docs/precision.md).
+AUTO_WITH_WEIGHTS = "regnetmamba2+polish"
 
 
 def auto_matcher_name(checkpoint: str | Path | None = None) -> tuple[str, str]:
@@ -184,9 +184,9 @@ def auto_matcher_name(checkpoint: str | Path | None = None) -> tuple[str, str]:
 
 
 def get_matcher(name: str = "regnetmamba2", *, device: str = "auto", checkpoint: str | Path | None = None) -> ImageMatcher:
-    """A matcher by name: "regnetmamba2" (packaged weights, or `checkpoint`), "regnetmamba2+cfog" (its tie points
-    polished by CFOG template matching around its model, geomreg.matching.refine), "cfog" (classical baseline), or
-    "auto" (see auto_matcher_name)."""
+    """A matcher by name: "regnetmamba2" (packaged weights, or `checkpoint`), "regnetmamba2+polish" (its tie points
+    each polished by CFOG where distinctive, geomreg.matching.polish), "regnetmamba2+cfog" (CFOG's own tie points
+    around its model, geomreg.matching.refine), "cfog" (classical baseline), or "auto" (see auto_matcher_name)."""
     if name == "auto":
         chosen, why = auto_matcher_name(checkpoint)
         if chosen == "cfog":
@@ -194,6 +194,10 @@ def get_matcher(name: str = "regnetmamba2", *, device: str = "auto", checkpoint:
         return get_matcher(chosen, device=device, checkpoint=checkpoint)
     if name == "regnetmamba2":
         return Matcher.from_checkpoint(checkpoint, device=device) if checkpoint else Matcher.from_pretrained(device=device)
+    if name == "regnetmamba2+polish":
+        from geomreg.matching.polish import PolishedMatcher
+
+        return PolishedMatcher(get_matcher("regnetmamba2", device=device, checkpoint=checkpoint))
     if name == "regnetmamba2+cfog":
         from geomreg.matching.refine import RefinedMatcher
 

@@ -39,7 +39,7 @@ from geomreg.matching.types import MatchResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CFOGConfig", "CFOGMatcher", "cfog_descriptor"]
+__all__ = ["CFOGConfig", "CFOGMatcher", "Localised", "cfog_descriptor"]
 
 
 @dataclass(frozen=True)
@@ -616,6 +616,46 @@ def _fit_affine(m: _Matches, A_prev: np.ndarray, thr: float) -> tuple[np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Localised:
+    """CFOGMatcher.localise's result: the found points, each with the index of the input point it came from."""
+
+    index: np.ndarray  # [K] int, into the caller's points
+    ref_xy: np.ndarray  # [K, 2] the template centre (the input point rounded to a pixel)
+    mov_xy: np.ndarray  # [K, 2] its sub-pixel match in mov
+    confidence: np.ndarray  # [K] as CFOGMatcher's
+    offset: np.ndarray  # [K, 2] mov_xy minus the model's prediction for ref_xy (px)
+    consistent: np.ndarray  # [K] bool: kept by the matcher's outlier filter
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @staticmethod
+    def empty(n_points: int, note: str) -> "Localised":
+        z = np.zeros((0, 2))
+        return Localised(np.zeros(0, np.int64), z, z.copy(), np.zeros(0), z.copy(), np.zeros(0, bool), (note,))
+
+
+def _centres_that_fit(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig) -> np.ndarray:
+    """Distinct pixel centres [N, 2] (row, col) of the points whose template fits on (mostly) valid ref pixels."""
+    if len(xy) == 0:
+        return np.zeros((0, 2), np.int64)
+    half = cfg.template_size // 2
+    h, w = ref.image.shape
+    rc = np.unique(np.floor(xy[:, ::-1] + 0.5).astype(np.int64), axis=0)
+    inside = (rc[:, 0] >= half) & (rc[:, 0] < h - half) & (rc[:, 1] >= half) & (rc[:, 1] < w - half)
+    rc = rc[inside]
+    frac = _box_sum(ref.valid, cfg.template_size) / float(cfg.template_size**2)
+    return rc[ref.valid[rc[:, 0], rc[:, 1]] & (frac[rc[:, 0], rc[:, 1]] >= cfg.min_valid_fraction)]
+
+
+def _point_index(centre_xy: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
+    """For each template centre (x, y), the first input point that rounds to it."""
+    key = {tuple(p): i for i, p in reversed(list(enumerate(np.floor(points_xy + 0.5).astype(np.int64).tolist())))}
+    return np.array([key[(int(x), int(y))] for x, y in centre_xy], dtype=np.int64)
+
+
 class CFOGMatcher:
     """CFOG-style structural matcher; implements geomreg.matching.types.ImageMatcher.
 
@@ -687,6 +727,35 @@ class CFOGMatcher:
         if keep is None:
             return MatchResult.empty(notes + [why])
         return MatchResult(found.ref_xy[keep].copy(), found.mov_xy[keep].copy(), found.confidence[keep].astype(np.float64), tuple(notes + [why]))
+
+    def localise(self, ref: np.ndarray, mov: np.ndarray, H_ref_to_mov: np.ndarray, ref_xy: np.ndarray) -> "Localised":
+        """Template matches at given reference points, searched +-search_radius px around where the model
+        (3x3, ref pixel -> mov pixel) puts them: the finest level of `match` with the caller's template
+        centres instead of Harris corners. Points are rounded to the nearest pixel; those whose template
+        does not fit on valid reference pixels, or whose peak is ambiguous, flat or on the search border,
+        are not found. The result's `consistent` mask is `match`'s outlier filter over the found ones.
+        """
+        ref = check_image(ref, "ref")
+        mov = check_image(mov, "mov")
+        H = np.asarray(H_ref_to_mov, dtype=np.float64)
+        if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
+            raise ValueError(f"localise: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
+        r, m = _prepare(ref, "ref"), _prepare(mov, "mov")
+        centres = _centres_that_fit(np.asarray(ref_xy, np.float64), r, self.config)
+        if len(centres) == 0 or min(m.image.shape) < self.config.template_size:
+            return Localised.empty(len(ref_xy), "cfog localise: no template fits at the given points")
+        found = self._localised(self._pass(r, m, H / H[2, 2], self.config.search_radius, centres=centres))
+        keep, why = self._consistent(found)
+        offset = found.mov_xy - _apply(H / H[2, 2], found.ref_xy)
+        return Localised(
+            index=_point_index(found.ref_xy, np.asarray(ref_xy, np.float64)),
+            ref_xy=found.ref_xy.copy(),
+            mov_xy=found.mov_xy.copy(),
+            confidence=found.confidence.astype(np.float64),
+            offset=offset,
+            consistent=keep if keep is not None else np.zeros(len(found), bool),
+            notes=(f"cfog localise: {len(found)} of {len(centres)} templates found", why),
+        )
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -787,15 +856,17 @@ class CFOGMatcher:
             return None, f"cfog: {int(keep.sum())} consistent matches, fewer than min_inliers={cfg.min_inliers}"
         return keep, why
 
-    def _pass(self, ref: _Prepared, mov: _Prepared, A: np.ndarray, radius: int) -> _Matches:
-        """Warp mov onto ref with A (ref -> mov, level coords), match templates, express matches in mov coords."""
+    def _pass(self, ref: _Prepared, mov: _Prepared, A: np.ndarray, radius: int, centres: np.ndarray | None = None) -> _Matches:
+        """Warp mov onto ref with A (ref -> mov, level coords), match templates (at `centres` [N, 2] (row, col),
+        default Harris corners), express matches in mov coords."""
         cfg = self.config
         warped = _warp_to_ref(mov, A, ref.image.shape)
         if not warped.valid.any():
             return _Matches.empty()
         dref = cfog_descriptor(ref.image, ref.valid, cfg)
         dmov = cfog_descriptor(warped.image, warped.valid, cfg)
-        centres = _select_templates(ref, cfg, cfg.max_templates)
+        if centres is None:
+            centres = _select_templates(ref, cfg, cfg.max_templates)
         if len(centres) == 0:
             return _Matches.empty()
         m = _match_templates(_TemplateBank(dref, ref.valid, centres, cfg.template_size, radius), dmov, warped.valid, centres, cfg)

@@ -24,11 +24,13 @@ TRANSFORM_LABELS = {
     "poly3": "Polynomial, order 3",
     "tps": "Thin-plate spline",
 }
-MATCHERS = ("regnetmamba2", "cfog", "regnetmamba2+cfog")  # Processing stores the index: append only
+MATCHERS = ("regnetmamba2", "cfog", "regnetmamba2+cfog", "regnetmamba2+polish", "auto")  # Processing stores the index: append only
 MATCHER_LABELS = {
     "regnetmamba2": "RegNetMamba-2 (deep, multimodal)",
     "cfog": "CFOG (classical structural, fast)",
     "regnetmamba2+cfog": "RegNetMamba-2, tie points polished by CFOG",
+    "regnetmamba2+polish": "RegNetMamba-2, each tie point polished to sub-pixel",
+    "auto": "Automatic (RegNetMamba-2 polished to sub-pixel; CFOG without weights)",
 }
 DEVICES = ("auto", "cpu", "cuda")
 SHIFT_UNITS = ("px", "map")
@@ -50,7 +52,7 @@ class RegistrationRequest:
     moving: str
     output: str  # GeoTIFF/COG path of the registered moving scene
     transform: str = "auto"
-    matcher: str = "regnetmamba2"
+    matcher: str = "auto"
     tile_size: int = 0  # 0: the engine's default
     max_shift: float = 0.0  # 0: the engine's default
     max_shift_unit: str = "px"  # "px" (working pixels) or "map" (reference CRS units, e.g. metres)

@@ -17,7 +17,7 @@ class PluginSettings:
     engine_mode: str = "auto"
     # Python executable of an environment where geomreg is installed (a venv, conda env, ...).
     python_path: str = ""
-    matcher: str = "regnetmamba2"
+    matcher: str = "auto"
     device: str = "auto"
     transform: str = "auto"
 

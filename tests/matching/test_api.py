@@ -108,8 +108,8 @@ def test_get_matcher_names():
     [
         ({}, "cfog"),
         ({"all/success@5": 0.2}, "cfog"),
-        ({"all/success@5": 0.8}, "regnetmamba2"),
-        ({"all/success@5": 0.8, "opt-sar/success@5": 0.6, "vis-ir/success@5": 0.9}, "regnetmamba2"),
+        ({"all/success@5": 0.8}, "regnetmamba2+polish"),
+        ({"all/success@5": 0.8, "opt-sar/success@5": 0.6, "vis-ir/success@5": 0.9}, "regnetmamba2+polish"),
         ({"all/success@5": 0.8, "opt-sar/success@5": 0.0, "vis-ir/success@5": 0.9}, "cfog"),  # fails one modality
     ],
 )

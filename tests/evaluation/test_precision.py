@@ -105,3 +105,12 @@ def test_cli_unknown_matcher_is_a_usage_error(tmp_path):
     p = subprocess.run([sys.executable, str(SCRIPT), "--sources", "sample", "--matchers", "nope", "--no-progress"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "unknown matcher 'nope'" in p.stderr
+
+
+def test_instances_for_builds_what_the_command_builds():
+    from benchmarks.precision import instances_for
+
+    insts = instances_for(["--quick", "--sources", "sample", "--modalities", "optical"])
+    assert [(i.warp.kind, i.warp.fraction) for i in insts] == [("shift", 0.0), ("shift", 0.5), ("shift", 1.0), ("affine", None)]
+    again = instances_for(["--quick", "--sources", "sample", "--modalities", "optical"])
+    assert all(np.array_equal(a.mov, b.mov) and np.array_equal(a.H_ref_to_mov, b.H_ref_to_mov) for a, b in zip(insts, again))

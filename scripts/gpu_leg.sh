@@ -7,7 +7,7 @@ minutes=${1:-6}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # 1. training leg (no mamba-ssm on the path: the pure SSD trains; the tqdm lines are filtered out of the log).
-#    runs/ does not outlive a session: without a packed .gpu_data/last.pt the leg starts from the packaged weights.
+#    runs/ is not carried to the GPU machine: without a packed .gpu_data/last.pt the leg starts from the packaged weights.
 start=(--resume .gpu_data/last.pt)
 [ -f .gpu_data/last.pt ] || start=(--init-weights geomreg/weights/regnetmamba2.pt)
 PYTHONPATH=. timeout $(( ${minutes%.*} * 60 + 150 )) python3 -c 'from geomreg.train.cli_cmd import train_command; train_command()' \

@@ -1,6 +1,7 @@
 """Export a validated training checkpoint as the packaged weights, with its model card.
 
-    .venv/bin/python scripts/export_weights.py runs/cpu1/best.pt
+    .venv/bin/python scripts/export_weights.py runs/cpu1/best.pt --notes docs/model_card_notes.md
+    .venv/bin/python scripts/export_weights.py --card-only      # the card again, from the packaged weights' card
 
 Writes geomreg/weights/regnetmamba2.pt (fp16 state_dict), regnetmamba2.json (config, sha256, provenance,
 validation metrics) and docs/MODEL_CARD.md. Numbers come from the checkpoint's own validation record.
@@ -18,15 +19,21 @@ import torch
 from geomreg.matching.weights import PACKAGED_DIR, export_packaged, is_training_checkpoint, model_from_checkpoint, read_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
+CARD_MD = REPO / "docs" / "MODEL_CARD.md"
+NOTES = REPO / "docs" / "model_card_notes.md"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoint", type=Path, nargs="?")
     ap.add_argument("--command", default="geomreg train --data ../shared/data/train --out runs/cpu1 --config geomreg/train/configs_cpu.json")
     ap.add_argument("--data", type=Path, help="dataset directory: tune the coarse threshold on its validation split")
     ap.add_argument("--thresholds", default="0.05,0.1,0.2", help="coarse thresholds tried on validation")
-    ap.add_argument("--notes", type=Path, help="markdown appended to docs/MODEL_CARD.md (learning curve, choices made)")
+    ap.add_argument("--notes", type=Path, help="markdown appended to docs/MODEL_CARD.md (results beyond validation, training "
+                    "history; normally docs/model_card_notes.md)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="rewrite docs/MODEL_CARD.md from the packaged weights' card and --notes (default "
+                    "docs/model_card_notes.md) without exporting anything")
     ap.add_argument("--tune-on", choices=("whole", "crops"), default="whole",
                     help="whole: the accuracy benchmark's protocol on whole validation images through the Matcher "
                     "(what users run; default); crops: training's 256 px validation crops")
@@ -44,6 +51,14 @@ def main() -> None:
     ap.add_argument("--score-only", action="store_true",
                     help="print the validation scores at --thresholds and stop: compare candidate checkpoints without exporting")
     args = ap.parse_args()
+    if args.card_only:
+        # The card again from the packaged weights' own card and the notes: no checkpoint is read.
+        write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), CARD_MD,
+                            (args.notes or NOTES).read_text())
+        print(f"wrote {CARD_MD}")
+        return
+    if args.checkpoint is None:
+        ap.error("a checkpoint is needed (or --card-only)")
     if args.score_only and args.data is None:
         ap.error("--score-only needs --data")
     ck = read_checkpoint(args.checkpoint)
@@ -79,10 +94,8 @@ def main() -> None:
         "threshold_tuning": None if tuning is None else {k: v for k, v in tuning.items() if k != "best_metrics"},
     }
     weights = export_packaged(model, card, PACKAGED_DIR)
-    card_md = REPO / "docs" / "MODEL_CARD.md"
-    write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), card_md)
-    if args.notes is not None:
-        card_md.write_text(card_md.read_text() + "\n" + args.notes.read_text())
+    write_card_markdown(json.loads((PACKAGED_DIR / "regnetmamba2.json").read_text()), CARD_MD,
+                        None if args.notes is None else args.notes.read_text())
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -149,7 +162,9 @@ def tune_threshold(model, ck: dict, data: Path, thresholds: list[float]):
     return model.set_coarse_threshold(best), {"scores": {str(t): r.score for t, r in results.items()}, "chosen": best, "best_metrics": results[best].metrics}
 
 
-def write_card_markdown(card: dict, path: Path) -> None:
+def render_card(card: dict, notes: str | None = None) -> str:
+    """docs/MODEL_CARD.md from the packaged weights' card (regnetmamba2.json), in the usual model-card sections;
+    `notes` (docs/model_card_notes.md: results beyond validation, training history) close it."""
     v = card.get("validation", {})
     mods = sorted({k.split("/")[0] for k in v})
     rows = "\n".join(
@@ -157,21 +172,43 @@ def write_card_markdown(card: dict, path: Path) -> None:
         for m in mods
     )
     legs = "\n".join(f"- {leg.get('steps', 0)} steps on {leg.get('device')} ({leg.get('cpu_threads')} CPU thread(s), host {leg.get('host')}), from step {leg.get('start_step')}" for leg in card.get("training_legs", []))
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(
-        f"""# Model card: RegNetMamba-2 weights shipped with geomreg
+    text = f"""# Model card: RegNetMamba-2 weights shipped with geomreg
 
-**What:** {card['model']}. {card['parameters'] / 1e6:.2f} M parameters, stored as fp16 (`geomreg/weights/regnetmamba2.pt`,
-sha256 `{card['sha256'][:16]}…`, checked on every load).
+## Model details
 
-**Data:** {card['data']}. The held-out evaluation set (`multimodal/` beside the training data) played no part in training, tuning or checkpoint choice.
-The training data is research-use only; these weights are our own training on it.
+- **Model:** {card['model']}. The method: Li, Wu, Hu, Dai and Li, "Cross-Modality Feature Fusion Based on
+  Structured State Space Duality for Multimodal Image Registration Network", arXiv:2606.03341, 2026
+  (`CITATION.cff`), a coarse-to-fine matcher built on Mamba-2's structured state space duality.
+- **Size:** {card['parameters'] / 1e6:.2f} M parameters, stored as fp16 (`geomreg/weights/regnetmamba2.pt`,
+  sha256 `{card['sha256'][:16]}…`, checked on every load; its config is `geomreg/weights/regnetmamba2.json`).
+- **Exported** with `python scripts/export_weights.py <checkpoint>` on {card['exported']}.
 
-**Command:** `{card['command']}` (resumable with `--resume <out>/last.pt`). Exported with
-`python scripts/export_weights.py <checkpoint>` on {card['exported']}.
+## Intended use
+
+- Tie points between two images of the same scene taken by different sensors (optical, SAR, thermal and near
+  infrared, night-time, depth, map renderings), through `geomreg.Matcher`, `geomreg.register` and the tools on
+  them; the geospatial layer fits the transform and writes the registered scene.
+- Moderate misregistration: rotations up to about 10°, scale changes up to about 10 %, images up to 1024 px
+  per call (larger scenes are tiled).
+- Not for: large rotations or scale changes, orthorectification, or data unlike the training data without
+  checking first (run `benchmarks/accuracy.py` on your own pairs).
+
+## Training data
+
+{card['data']}. The held-out evaluation set (`multimodal/` beside the training data) played no part in
+training, tuning or checkpoint choice. The sources (LJY-RS/SRIF, RoadScene from FLIR ADAS, the VIS-NIR set from
+EPFL RGB-NIR) are public research datasets, not part of geomreg; their terms are listed in
+`geomreg/weights/LICENSE.md`. SRIF's optical–SAR matrices were replaced by an audited re-estimate
+(`data_audit/README.md`, `docs/training.md`).
+
+## Training procedure
+
+**Command:** `{card['command']}` (resumable with `--resume <out>/last.pt`).
 
 **Training:** {card['steps']} optimiser steps in total.
 {legs}
+
+## Evaluation
 
 **Validation** ({card['validation_protocol']}), at the shipped coarse threshold:
 
@@ -179,12 +216,33 @@ The training data is research-use only; these weights are our own training on it
 |---|---|---|---|---|---|
 {rows}
 
-**Limitations:** every training leg since this step (longer, larger crops, GPU, a deeper design) has ended within
-the validation noise of these weights; the notes below say what each tried, README's Limitations where the
-learning curve stands and the held-out numbers.
-"""
-    )
+These are the numbers recorded at export. How the Matcher runs the weights has changed since (scored in
+`docs/training.md`); the accuracy benchmark against the peers, the held-out set and the methodology are in
+`docs/benchmarks.md`.
 
+## Limitations
+
+- Every training leg since this step (longer, larger crops, GPU, a deeper design) has ended within the
+  validation noise of these weights (`docs/training.md`).
+- Success rates at 3 px are bounded by the ground truth: SRIF's optical–optical matrices are good to a few px,
+  and its optical–SAR matrices needed the audit.
+- These are geomreg's own weights, not the paper authors'; numbers here are not the paper's.
+
+## Licences
+
+- The weights: Apache-2.0, as the code (`LICENSE`), released by the geomreg contributors as far as their own
+  rights go; `geomreg/weights/LICENSE.md`.
+- The training data: their owners' terms (research use; no licence files in the source repositories), stated
+  apart in `geomreg/weights/LICENSE.md`. Check them before commercial use.
+"""
+    if notes:
+        text += "\n" + notes
+    return text
+
+
+def write_card_markdown(card: dict, path: Path, notes: str | None = None) -> None:
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(render_card(card, notes))
 
 if __name__ == "__main__":
     main()

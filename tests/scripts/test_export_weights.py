@@ -91,3 +91,18 @@ def test_guide_threshold_reaches_the_validation_matcher(checkpoint, tmp_path, mo
     monkeypatch.setattr(sys, "argv", argv + ["--guide-threshold", "5"])
     export.main()
     assert seen["config"].guide.threshold_px == 5.0 and seen["config"].max_side == 1024
+
+
+def test_the_model_card_is_what_the_generator_writes():
+    """docs/MODEL_CARD.md is generated (`export_weights.py --card-only`): edit docs/model_card_notes.md or the
+    generator, then regenerate; the card's sections come in the usual model-card order."""
+    import json
+
+    repo = Path(__file__).parents[2]
+    card = json.loads((repo / "geomreg" / "weights" / "regnetmamba2.json").read_text())
+    text = export.render_card(card, (repo / "docs" / "model_card_notes.md").read_text())
+    assert (repo / "docs" / "MODEL_CARD.md").read_text() == text
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:6] == ["## Model details", "## Intended use", "## Training data", "## Training procedure",
+                            "## Evaluation", "## Limitations"]
+    assert "## Licences" in sections

@@ -32,7 +32,7 @@ class MatcherConfig:
     # Larger inputs are downscaled to this longest side (the tiling layer sends 512 px tiles). The coarse
     # stage's one [La, Lb] matrix grows with the 4th power of the side: ~0.5 GB for a 1024 x 680 pair.
     # 1024 rather than 768: the VIS-NIR validation pairs are 1024 px wide and register better at native size
-    # (benchmarks/README.md, "Defaults and why").
+    # (docs/benchmarks.md, "Defaults and why").
     max_side: int = 1024
     batch_size: int = 4
     min_confidence: float = 0.0

@@ -48,7 +48,7 @@ class FineConfig:
     dim: int = 32  # the window mixer runs on 2 x 25 tokens per match: cost grows with dim^2
     heads: int = 4
     # Inference position: soft-argmax over the heatmap peak +- this many cells (0: the whole window; see fine.py);
-    # the whole window under-reaches (benchmarks/README.md, "The fine position").
+    # the whole window under-reaches (docs/benchmarks.md, "Fine stage").
     local_radius: int = 1
 
 

@@ -15,7 +15,7 @@ it makes the sum a robust consensus rather than a least-squares one. Starting fr
 by a few px; windows only cover +-3 fine px (+-6 px), so it can only correct a guide that is nearly right,
 which is the case it is for.
 
-The offline measurement behind it is in benchmarks/README.md ("Defaults and why").
+The offline measurement behind it is in docs/benchmarks.md ("Defaults and why").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ each match's position is read from its heatmap within one fine cell (+-2 px) of 
 itself is first refined the same way on the first pass's heatmaps. Local
 departures from the homography larger than that are given up for tie points that agree; set
 consensus_radius=0 to take them from a further fine pass around the consensus instead (windows of +-6 px).
-The measurements behind these choices are in benchmarks/README.md ("Defaults and why").
+The measurements behind these choices are in docs/benchmarks.md ("Defaults and why").
 
 When no model can be fitted (too few matches, too few agreeing), the first pass is returned unchanged.
 """
@@ -59,7 +59,7 @@ class GuideConfig:
     # (windows on the coarse matches' cells) before the guided pass, a round that costs no fine pass.
     consensus_first: bool = True
     # These defaults (consensus on the first pass too, one round read near it) scored best at no extra fine pass
-    # (benchmarks/README.md, "Defaults and why").
+    # (docs/benchmarks.md, "Defaults and why").
 
 
 def supported_homography(

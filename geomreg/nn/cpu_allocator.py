@@ -5,7 +5,7 @@ glibc serves every allocation above its mmap threshold (at most 32 MiB, raised d
 allocates a new tensor for almost every operation, and the SSD's intra-chunk matrices are 30 MiB and more
 at 512 px, so the same pages are faulted in and zeroed by the kernel again and again. Raising both
 thresholds makes freed blocks reusable, which makes a CPU pair markedly faster at the same peak memory
-(benchmarks/README.md, "Defaults and why"). The price is that the process
+(docs/benchmarks.md, "Defaults and why"). The price is that the process
 keeps its peak heap until it exits, as PyTorch's CUDA caching allocator does.
 
 Set GEOMREG_CPU_ALLOCATOR=system to leave malloc untouched (for example when jemalloc or tcmalloc is

@@ -248,7 +248,7 @@ def test_unknown_trainable_stage_is_refused(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).parents[2] / "geomreg" / "train").glob("configs_*.json")), ids=lambda p: p.name)
 def test_packaged_training_configs_are_valid(path):
-    # the configs the README and the model card point to must load as they are (no stale or misspelt field)
+    # the configs docs/training.md and the model card point to must load as they are (no stale or misspelt field)
     cfg = TrainConfig.from_dict(json.loads(path.read_text()), strict=True)
     assert cfg.lr > 0 and cfg.batch_size >= 1
 

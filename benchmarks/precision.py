@@ -269,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
     by_mod = P.summarize(records, by="modality")
     by_warp = P.summarize(records, by="warp")
+    by_group = P.summarize(records, by="group")
     sweep = P.sweep_rows(records)
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = _git_commit()
@@ -278,12 +279,14 @@ def run(args: argparse.Namespace) -> int:
         f"({', '.join(sorted({s.group for s in sources}))}), seeds {st['seeds']}, {os.cpu_count()} CPUs visible, "
         f"threads {args.threads or 'default'}.\nErrors in px; median/p90 of the fitted model's grid RMSE against the exact truth "
         f"(failures count as inf); ok@t: share of instances within t px; tie median: median over instances of the median |tie-point error|; "
-        f"bias: mean error vector (mov - truth) of the tie points within {P.CORRECT_PX:g} px; s/inst.: median seconds per instance."
+        f"bias: mean error vector (mov - truth) of the tie points within {P.CORRECT_PX:g} px; s/inst.: median seconds per instance "
+        f"(matchers built on the network reuse its result: their own extra time)."
     )
     md = "\n\n".join([
         "# Precision benchmark (exact ground truth)", head,
         "## By simulated modality", P.markdown_table(by_mod, "modality"),
         "## By warp", P.markdown_table(by_warp, "warp"),
+        "## By image group", P.markdown_table(by_group, "images"),
         "## Pure shifts by fractional part", P.sweep_table(sweep),
     ]) + "\n"
     print(md)
@@ -295,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
             "fit_threshold_px": P.FIT_THRESHOLD_PX, "grid_step_px": P.GRID_STEP_PX,
         }
         doc = {"meta": meta, "summaries_by_modality": [asdict(s) for s in by_mod], "summaries_by_warp": [asdict(s) for s in by_warp],
+               "summaries_by_group": [asdict(s) for s in by_group],
                "sweep": sweep, "records": [asdict(r) for r in records]}
         text = json.dumps(_json_safe(doc), indent=1)  # rendered before anything is written
         args.out.mkdir(parents=True, exist_ok=True)

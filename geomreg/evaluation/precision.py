@@ -357,7 +357,7 @@ def evaluate_matchers(matchers: dict[str, ImageMatcher], instances: Iterable[Pre
 @dataclass(frozen=True)
 class PrecisionSummary:
     matcher: str
-    modality: str  # or "all"
+    key: str  # the value summarised over (a modality, warp or image group, see summarize's `by`), or "all"
     instances: int
     failures: int
     median: float  # of model_rmse, failures counted as inf
@@ -418,7 +418,7 @@ def markdown_table(summaries: Sequence[PrecisionSummary], first: str = "modality
     for s in summaries:
         okv = " | ".join(_f(s.success[f"{t:g}"]) for t in SUCCESS_PX)
         lines.append(
-            f"| {s.matcher} | {s.modality} | {s.instances} | {s.failures} | {_f(s.median, 3)} | {_f(s.p90, 3)} | {okv} | "
+            f"| {s.matcher} | {s.key} | {s.instances} | {s.failures} | {_f(s.median, 3)} | {_f(s.p90, 3)} | {okv} | "
             f"{_f(s.tie_median, 3)} | {_f(s.bias_x, 3)} | {_f(s.bias_y, 3)} | {_f(s.seconds)} |"
         )
     return "\n".join(lines)
@@ -467,7 +467,7 @@ def sweep_figure(rows: Sequence[dict], path) -> None:
         rs = [r for r in rows if r["matcher"] == m]
         f = [r["fraction"] for r in rs]
         col = f"C{i}"
-        a.plot(f, [min(r["median_err"], 5.0) for r in rs], "o-", color=col, label=m)
+        a.plot(f, [min(max(r["median_err"], 1e-3), 5.0) for r in rs], "o-", color=col, label=m)  # log axis: no zeros
         b.plot(f, [r["model_dx"] for r in rs], "o-", color=col, label=f"{m} x")
         b.plot(f, [r["model_dy"] for r in rs], "s--", color=col, label=f"{m} y")
     a.set(xlabel="fractional part of the shift (px)", ylabel="median model error (px)", title="model grid RMSE (failures = inf, clipped at 5)")

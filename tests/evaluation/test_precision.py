@@ -36,6 +36,24 @@ def test_integer_shift_moves_pixels_by_exactly_that_many_columns_and_rows():
     np.testing.assert_allclose(mov[10:-10, 10:-10], ref[12:-8, 7:-13], atol=1e-5)
 
 
+def test_sub_pixel_affine_samples_a_smooth_image_where_the_truth_says():
+    # A smooth source is known between pixels: the moving image must show f(off + T^-1(q)) at every pixel q.
+    h, w = 300, 320
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+
+    def f(x, y):
+        return 0.5 + 0.2 * np.sin(0.21 * x + 0.4) + 0.2 * np.cos(0.17 * y - 0.13 * x)
+
+    src = P.Source("smooth", "test", f(xs, ys).astype(np.float32))
+    warp = P.Warp("affine", 2.3, -1.7, rotation_deg=2.0, scale=1.02, shear=0.008)
+    size, off = P.fit_crop(warp, h, w)
+    inst = P.make_instance(src, warp, "optical", 0, 0)
+    mov = P.resample(src.gray, P._source_positions(warp, size, off))
+    q = np.c_[xs[:size, :size].ravel(), ys[:size, :size].ravel()]
+    p = P._apply(np.linalg.inv(inst.H_ref_to_mov), q) + off
+    np.testing.assert_allclose(mov.ravel(), f(p[:, 0], p[:, 1]), atol=1e-4)  # float32 rounding; the wrong direction is off by 0.8
+
+
 def test_crop_keeps_every_moving_sample_inside_the_source():
     src = _source(260, 260)
     warp = P.Warp("affine", 3.5, -3.9, rotation_deg=3.0, scale=1.03, shear=0.01)

@@ -650,10 +650,38 @@ def _centres_that_fit(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig) -> np.nda
     return rc[ref.valid[rc[:, 0], rc[:, 1]] & (frac[rc[:, 0], rc[:, 1]] >= cfg.min_valid_fraction)]
 
 
-def _point_index(centre_xy: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
-    """For each template centre (x, y), the first input point that rounds to it."""
-    key = {tuple(p): i for i, p in reversed(list(enumerate(np.floor(points_xy + 0.5).astype(np.int64).tolist())))}
-    return np.array([key[(int(x), int(y))] for x, y in centre_xy], dtype=np.int64)
+def _corners_in_cells(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig, cell: float) -> np.ndarray:
+    """Template centres [N, 2] (row, col): in every cell-sized square holding one of the points xy [M, 2], the
+    pixel of highest Harris response where a template fits on valid pixels (as `match` places its templates).
+    Why not the points themselves: a template centred on a corner localises in both directions; one centred
+    beside it, on an edge, only across the edge, and every template on that edge then errs alike, which a
+    model fit takes for a real local distortion."""
+    t, half = cfg.template_size, cfg.template_size // 2
+    h, w = ref.image.shape
+    if len(xy) == 0 or h < t or w < t:
+        return np.zeros((0, 2), np.int64)
+    resp = cv2.cornerHarris(ref.image, cfg.harris_block, 3, 0.04, borderType=cv2.BORDER_REFLECT)
+    ok = ref.valid & (_box_sum(ref.valid, t) / float(t * t) >= cfg.min_valid_fraction)
+    ok[:half] = ok[h - half :] = False
+    ok[:, :half] = ok[:, w - half :] = False
+    c = max(1, int(round(cell)))
+    ny, nx = -(-h // c), -(-w // c)
+    padded = np.full((ny * c, nx * c), -np.inf)
+    padded[:h, :w] = np.where(ok, resp, -np.inf)
+    blocks = padded.reshape(ny, c, nx, c).transpose(0, 2, 1, 3).reshape(ny, nx, c * c)
+    cells = np.unique(np.clip(np.floor(xy[:, ::-1] / c).astype(np.int64), 0, [ny - 1, nx - 1]), axis=0)  # (row, col) cells
+    arg = blocks[cells[:, 0], cells[:, 1]].argmax(axis=1)
+    found = np.isfinite(blocks[cells[:, 0], cells[:, 1], arg])
+    rows, cols = cells[:, 0] * c + arg // c, cells[:, 1] * c + arg % c
+    return np.stack([rows, cols], axis=1)[found].astype(np.int64)
+
+
+def _nearest_point(centre_xy: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
+    """For each template centre (x, y) [K, 2], the index of the nearest of the caller's points [M, 2]."""
+    if len(centre_xy) == 0:
+        return np.zeros(0, np.int64)
+    d = ((centre_xy[:, None, :] - points_xy[None, :, :]) ** 2).sum(axis=-1)  # [K, M]
+    return d.argmin(axis=1).astype(np.int64)
 
 
 class CFOGMatcher:
@@ -728,12 +756,17 @@ class CFOGMatcher:
             return MatchResult.empty(notes + [why])
         return MatchResult(found.ref_xy[keep].copy(), found.mov_xy[keep].copy(), found.confidence[keep].astype(np.float64), tuple(notes + [why]))
 
-    def localise(self, ref: np.ndarray, mov: np.ndarray, H_ref_to_mov: np.ndarray, ref_xy: np.ndarray) -> "Localised":
+    def localise(
+        self, ref: np.ndarray, mov: np.ndarray, H_ref_to_mov: np.ndarray, ref_xy: np.ndarray, cell: float = 0.0
+    ) -> "Localised":
         """Template matches at given reference points, searched +-search_radius px around where the model
         (3x3, ref pixel -> mov pixel) puts them: the finest level of `match` with the caller's template
-        centres instead of Harris corners. Points are rounded to the nearest pixel; those whose template
-        does not fit on valid reference pixels, or whose peak is ambiguous, flat or on the search border,
-        are not found. The result's `consistent` mask is `match`'s outlier filter over the found ones.
+        region instead of the whole image. With ``cell`` > 0 a template is placed in every cell-sized square
+        that holds one of the points, at its most corner-like pixel (Harris, as `match` places its templates);
+        with ``cell`` = 0 at each point itself, rounded to the nearest pixel. Templates that do not fit on valid
+        reference pixels, or whose peak is ambiguous, flat or on the search border, are not found; `index`
+        names the caller's point nearest each found one. The result's `consistent` mask is `match`'s outlier
+        filter over the found ones.
         """
         ref = check_image(ref, "ref")
         mov = check_image(mov, "mov")
@@ -741,14 +774,15 @@ class CFOGMatcher:
         if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
             raise ValueError(f"localise: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
         r, m = _prepare(ref, "ref"), _prepare(mov, "mov")
-        centres = _centres_that_fit(np.asarray(ref_xy, np.float64), r, self.config)
+        xy = np.asarray(ref_xy, np.float64)
+        centres = _corners_in_cells(xy, r, self.config, cell) if cell > 0 else _centres_that_fit(xy, r, self.config)
         if len(centres) == 0 or min(m.image.shape) < self.config.template_size:
             return Localised.empty(len(ref_xy), "cfog localise: no template fits at the given points")
         found = self._localised(self._pass(r, m, H / H[2, 2], self.config.search_radius, centres=centres))
         keep, why = self._consistent(found)
         offset = found.mov_xy - _apply(H / H[2, 2], found.ref_xy)
         return Localised(
-            index=_point_index(found.ref_xy, np.asarray(ref_xy, np.float64)),
+            index=_nearest_point(found.ref_xy, xy),
             ref_xy=found.ref_xy.copy(),
             mov_xy=found.mov_xy.copy(),
             confidence=found.confidence.astype(np.float64),

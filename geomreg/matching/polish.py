@@ -47,6 +47,11 @@ class PolishConfig:
     # Templates are searched +-search_radius px around the model's prediction: the network's points lie
     # within +-2 px of it, so 3 px covers them with a neighbour on each side for the sub-pixel fit.
     search_radius: int = 3
+    # One template per cell of this many px that holds network points, on the cell's most corner-like pixel
+    # (CFOGMatcher.localise), as CFOG spaces its own: templates closer than half their side share most of
+    # their pixels and so their errors, which the fusion's held-out model choice takes for a local distortion
+    # (the sample pair got a spline at 16 px cells, 0.3 px off, and a translation at 25 px, 0.02 px off).
+    cell_px: float = 25.0
 
 
 def polish_matches(
@@ -56,7 +61,7 @@ def polish_matches(
     H = supported_homography(base.ref_xy, base.mov_xy, config.model_threshold_px, config.min_model_inliers, seed=0)
     if H is None:
         return _with_note(base, f"polish: kept the {len(base)} network matches (no model to polish around)")
-    found = localiser.localise(ref, mov, H, base.ref_xy)
+    found = localiser.localise(ref, mov, H, base.ref_xy, cell=config.cell_px)
     agrees = np.linalg.norm(found.offset, axis=1) <= config.agree_px
     ok = found.consistent & agrees
     n_ok = int(ok.sum())

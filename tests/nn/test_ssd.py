@@ -201,6 +201,66 @@ def test_long_path_equals_matrix_form(block: int, kind: str, monkeypatch: pytest
     _assert_close_scaled(s_long, s_ref, 1e-10)
 
 
+def _one_segment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The formulation before segments: the whole sequence in one pass."""
+    monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", 2**62)
+
+
+@pytest.mark.parametrize("dtype", (torch.float64, torch.float32))
+@pytest.mark.parametrize(("L", "chunk_size", "elements"), [(1000, 8, 1), (1000, 8, 2 * 4 * 8 * 8 * 5), (130, 64, 1), (63, 8, 2 * 4 * 64)])
+def test_segments_equal_one_pass(L: int, chunk_size: int, elements: int, dtype: torch.dtype,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Segments of one chunk, five chunks (1000 = 25 segments of 40 tokens), and a padded last segment; with
+    # an initial state, D, groups; y and the final state equal the one-pass formulation and the recurrence.
+    dims = (2, L, 4, 8, 2, 16)
+    x, dt, A, B, C, D, S0 = (t.to(dtype) for t in _inputs(*dims))
+    kw = dict(chunk_size=chunk_size, D=D, initial_state=S0, return_final_state=True)
+    _one_segment(monkeypatch)
+    y_one, s_one = ssd_scan(x, dt, A, B, C, **kw)
+    monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", elements)
+    seg = ssd._segment_length(rearrange(x, "b l (g r) p -> b g r l p", g=2), min(chunk_size, L))
+    assert seg < L and seg % min(chunk_size, L) == 0
+    y_seg, s_seg = ssd_scan(x, dt, A, B, C, **kw)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    _assert_close_scaled(y_seg, y_one, tol)
+    _assert_close_scaled(s_seg, s_one, tol)
+    y_ref, s_ref = _reference(*dims)
+    _assert_close_scaled(y_seg, y_ref, 1e-10 if dtype == torch.float64 else 1e-5)
+    _assert_close_scaled(s_seg, s_ref, 1e-10 if dtype == torch.float64 else 1e-5)
+
+
+def test_segments_without_initial_state_grouped(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, dt, A, B, C, D, _ = _inputs(2, 500, 4, 8, 2, 16, seed=3)
+    args = (rearrange(x, "b l (g r) p -> b g r l p", g=2), rearrange(dt, "b l (g r) -> b g r l", g=2), A,
+            rearrange(B, "b l g n -> b g l n"), rearrange(C, "b l g n -> b g l n"))
+    _one_segment(monkeypatch)
+    y_one = ssd_scan_grouped(*args, chunk_size=16, D=D)
+    monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", 2 * 4 * 16 * 16 * 3)  # 3 chunks per segment
+    _assert_close_scaled(ssd_scan_grouped(*args, chunk_size=16, D=D), y_one, 1e-12)
+
+
+def test_encoder_shapes_are_segmented_at_long_lengths() -> None:
+    # H=8, P=32, N=64, chunk 64: 64k tokens run as several cache-sized segments of whole chunks, 1k in one.
+    x = torch.zeros(1, 1, 8, 65536, 32)
+    seg = ssd._segment_length(x, 64)
+    assert seg % 64 == 0 and 64 <= seg < 65536
+    assert ssd._segment_length(x[..., :1024, :], 64) >= 1024
+    assert ssd._segment_length(x.to("meta"), 64) == 65536  # segments are a CPU cache measure only
+
+
+def test_segmented_gradients_match_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = _inputs(2, 40, 4, 8, 2, 16, seed=2)
+    grads = []
+    for elements in (2**62, 2 * 4 * 4 * 4 * 3):  # one pass, then segments of 3 chunks of 4
+        monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", elements)
+        leaves = [t.clone().requires_grad_(True) for t in inputs]
+        y, s = ssd_scan(*leaves[:5], chunk_size=4, D=leaves[5], initial_state=leaves[6], return_final_state=True)
+        (y.square().sum() + s.sin().sum()).backward()
+        grads.append([t.grad for t in leaves])
+    for got, want in zip(*grads):
+        _assert_close_scaled(got, want, 1e-10)
+
+
 def test_auto_backend_on_cpu_is_torch() -> None:
     x, dt, A, B, C, D, _ = _inputs(1, 33, 4, 8, 2, 16)
     torch.testing.assert_close(
@@ -215,13 +275,16 @@ def test_auto_backend_on_cpu_is_torch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("chunk_size", "long_path"), [(2, None), (3, None), (1, "scan"), (2, "scan"), (1, "blocked"), (2, "blocked")],
-    ids=("matrix-form-2", "matrix-form-3", "scan-1", "scan-2", "blocked-1", "blocked-2"),
+    ("chunk_size", "long_path"),
+    [(2, None), (3, None), (1, "scan"), (2, "scan"), (1, "blocked"), (2, "blocked"), (2, "segments")],
+    ids=("matrix-form-2", "matrix-form-3", "scan-1", "scan-2", "blocked-1", "blocked-2", "segments-2"),
 )
 def test_gradcheck(chunk_size: int, long_path: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     # L=5 (padded for chunk sizes 2 and 3); H=2 heads share G=1 group, so the group broadcast is differentiated.
     b, L, H, P, G, N = 1, 5, 2, 2, 1, 2
-    if long_path:
+    if long_path == "segments":
+        monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", b * H * chunk_size**2)  # one chunk per segment, padded last
+    elif long_path:
         _force_long_path(monkeypatch, block=2, kind=long_path)  # 5 chunks at chunk_size 1: two levels of blocks
         assert _uses_long_path(b, -(-L // chunk_size), H, P, N)
     else:

@@ -60,6 +60,20 @@ class GuideConfig:
     consensus_first: bool = True
     # These defaults (consensus on the first pass too, one round read near it) scored best at no extra fine pass
     # (docs/benchmarks.md, "Defaults and why").
+    # Where the fits run: "cv2" (OpenCV MAGSAC and L-BFGS, one tile at a time on the host), "torch" (every tile
+    # of a batch at once on the model's device, geomreg/matching/batched_guide.py), "auto" (torch on CUDA, cv2
+    # elsewhere: the CPU default stays the path the accuracy figures were measured with).
+    backend: str = "auto"
+    hypotheses: int = 1024  # torch backend: 4-point hypotheses per tile (a fixed budget; MAGSAC stops adaptively)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "cv2", "torch"):
+            raise ValueError(f"GuideConfig.backend must be 'auto', 'cv2' or 'torch', got {self.backend!r}")
+
+
+def uses_torch_backend(cfg: GuideConfig, device: torch.device) -> bool:
+    """Whether guided matching runs batched in torch (geomreg/matching/batched_guide.py) on ``device``."""
+    return cfg.backend == "torch" or (cfg.backend == "auto" and device.type == "cuda")
 
 
 def supported_homography(
@@ -93,6 +107,10 @@ def guided_matches(model: RegNetMamba2, out: RegNetOutput, valid_b: torch.Tensor
 
     valid_b [B, 1, H, W] bool: a guided window whose centre falls outside B's valid pixels is dropped.
     """
+    if uses_torch_backend(cfg, valid_b.device):
+        from geomreg.matching.batched_guide import guided_matches_batched
+
+        return guided_matches_batched(model, out, valid_b, cfg)
     first = out.matches
     guides: dict[int, np.ndarray] = {}
     for b in range(valid_b.shape[0]):

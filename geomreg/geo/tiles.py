@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from rasterio.enums import Resampling
 
 from geomreg.geo.io import apply_stretch, open_raster, read_window
 from geomreg.geo.plan import TileTask
+from geomreg.geo.prefetch import prefetch_map
 from geomreg.matching.types import ImageMatcher, MatchResult
 
 log = logging.getLogger(__name__)
@@ -106,11 +108,13 @@ def _to_map(t: _Loaded, res: MatchResult) -> TileMatches:
     return TileMatches(task.tile_id, task.level, ref_map, mov_map, conf, None, tuple(res.notes), t.seconds)
 
 
-def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: int = 8) -> list[TileMatches]:
+def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: int = 8,
+                read_ahead: int | None = None) -> list[TileMatches]:
     """Match tasks (in order) with `matcher`; one TileMatches per task, skipped tiles with their reason.
 
     Each call opens the rasters it needs itself (windowed reads only), so it runs unchanged in a
-    worker process that received nothing but the tasks.
+    worker process that received nothing but the tasks. Up to ``read_ahead`` tiles (default: one batch) are
+    read in a background thread while the matcher works (geomreg/geo/prefetch.py); 0 reads in line.
     """
     out: list[TileMatches | None] = [None] * len(tasks)
     handles: dict[str, object] = {}
@@ -134,15 +138,19 @@ def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: in
                 out[i] = TileMatches(tm.tile_id, tm.level, tm.ref_map, tm.mov_map, tm.confidence, tm.skipped, tm.notes, p.seconds + each)
             pending.clear()
 
-        for i, task in enumerate(tasks):
-            loaded = load_tile(task, ds(task.reference.path, task.reference), ds(task.moving.path, task.moving))
-            if isinstance(loaded, TileMatches):
-                out[i] = loaded
-                continue
-            pending.append((i, _Loaded(loaded.task, _matcher_input(loaded.ref), _matcher_input(loaded.mov),
-                                       loaded.ref_valid, loaded.mov_valid, loaded.seconds)))
-            if len(pending) >= batch_size:
-                flush()
+        def read(task: TileTask) -> _Loaded | TileMatches:
+            return load_tile(task, ds(task.reference.path, task.reference), ds(task.moving.path, task.moving))
+
+        reads = prefetch_map(read, tasks, batch_size if read_ahead is None else read_ahead)
+        with contextlib.closing(reads):  # the reader stops before the handles close
+            for i, loaded in enumerate(reads):
+                if isinstance(loaded, TileMatches):
+                    out[i] = loaded
+                    continue
+                pending.append((i, _Loaded(loaded.task, _matcher_input(loaded.ref), _matcher_input(loaded.mov),
+                                           loaded.ref_valid, loaded.mov_valid, loaded.seconds)))
+                if len(pending) >= batch_size:
+                    flush()
         flush()
     finally:
         for h in handles.values():

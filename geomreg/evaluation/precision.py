@@ -258,7 +258,7 @@ def build_instances(
     out: list[PrecisionInstance] = []
     for seed in seeds:
         turn = int(seed)
-        jobs: list[tuple[str, int, Warp | float]] = []
+        jobs: list[tuple[str, int, float]] = []  # (modality, slot, shift fraction; -1 for an affine)
         for k, f in enumerate(fractions(fraction_step)):
             jobs += [(m, k, f) for m in modalities]
         for k in range(affines_per_modality):

@@ -271,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
     by_warp = P.summarize(records, by="warp")
     by_group = P.summarize(records, by="group")
     sweep = P.sweep_rows(records)
+    paired = P.paired_rows(records, st["matchers"][-1])  # the last named (cfog by default) is the yardstick
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = _git_commit()
     command = "benchmarks/precision.py " + " ".join(sys.argv[1:] if args._argv is None else args._argv)
@@ -288,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         "## By warp", P.markdown_table(by_warp, "warp"),
         "## By image group", P.markdown_table(by_group, "images"),
         "## Pure shifts by fractional part", P.sweep_table(sweep),
-    ]) + "\n"
+    ] + ([f"## Paired against {st['matchers'][-1]} (model error, instance by instance)", P.paired_table(paired)] if paired else [])) + "\n"
     print(md)
     if args.out is not None:
         meta = {
@@ -299,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         }
         doc = {"meta": meta, "summaries_by_modality": [asdict(s) for s in by_mod], "summaries_by_warp": [asdict(s) for s in by_warp],
                "summaries_by_group": [asdict(s) for s in by_group],
-               "sweep": sweep, "records": [asdict(r) for r in records]}
+               "sweep": sweep, "paired": paired, "records": [asdict(r) for r in records]}
         text = json.dumps(_json_safe(doc), indent=1)  # rendered before anything is written
         args.out.mkdir(parents=True, exist_ok=True)
         from geomreg.geo.outputs import atomic_output

@@ -424,6 +424,43 @@ def markdown_table(summaries: Sequence[PrecisionSummary], first: str = "modality
     return "\n".join(lines)
 
 
+def _instance_key(r: PrecisionRecord) -> tuple:
+    return (r.seed, r.modality, r.warp, r.index)  # one instance per (seed, modality, warp slot): build_instances
+
+
+def paired_rows(records: Sequence[PrecisionRecord], base: str) -> list[dict]:
+    """Each other matcher against ``base`` instance by instance on the model error: how often each is the
+    more precise, the median difference (other - base; failures as inf) and the Wilcoxon signed-rank p-value."""
+    from scipy.stats import wilcoxon
+
+    ref = {_instance_key(r): r.model_rmse for r in records if r.matcher == base}
+    rows = []
+    for m in dict.fromkeys(r.matcher for r in records):
+        if m == base:
+            continue
+        pairs = [(r.model_rmse, ref[_instance_key(r)]) for r in records if r.matcher == m and _instance_key(r) in ref]
+        if not pairs:
+            continue
+        a, b = np.array(pairs).T
+        both_inf = ~np.isfinite(a) & ~np.isfinite(b)
+        a, b = a[~both_inf], b[~both_inf]
+        d = np.where(np.isfinite(a) & np.isfinite(b), a - b, np.where(np.isfinite(a), -np.inf, np.inf))
+        # Wilcoxon needs finite differences: a failure on one side becomes the largest difference, signed.
+        big = 2 * np.max(np.abs(d[np.isfinite(d)]), initial=1.0)
+        dz = np.clip(d, -big, big)
+        p = float(wilcoxon(dz).pvalue) if np.count_nonzero(dz) >= 1 else float("nan")
+        rows.append({"matcher": m, "base": base, "instances": len(pairs), "better": int(np.sum(a < b)), "worse": int(np.sum(a > b)),
+                     "median_diff": float(np.median(d)) if len(d) else float("nan"), "wilcoxon_p": p})
+    return rows
+
+
+def paired_table(rows: Sequence[dict]) -> str:
+    lines = ["| matcher | against | inst. | more precise | less precise | median diff (px) | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['matcher']} | {r['base']} | {r['instances']} | {r['better']} | {r['worse']} | {_f(r['median_diff'], 3)} | {_f(r['wilcoxon_p'], 4)} |")
+    return "\n".join(lines)
+
+
 def sweep_rows(records: Sequence[PrecisionRecord]) -> list[dict]:
     """Per matcher and shift fraction: median model error, mean model displacement and tie-point bias."""
     rows = []

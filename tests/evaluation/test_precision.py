@@ -132,3 +132,19 @@ def test_instances_for_builds_what_the_command_builds():
     assert [(i.warp.kind, i.warp.fraction) for i in insts] == [("shift", 0.0), ("shift", 0.5), ("shift", 1.0), ("affine", None)]
     again = instances_for(["--quick", "--sources", "sample", "--modalities", "optical"])
     assert all(np.array_equal(a.mov, b.mov) and np.array_equal(a.H_ref_to_mov, b.H_ref_to_mov) for a, b in zip(insts, again))
+
+
+def test_paired_rows_count_which_matcher_is_more_precise_and_a_failure_loses():
+    src = _source()
+    rng = np.random.default_rng(3)
+    recs = []
+    for k in range(8):
+        inst = P.make_instance(src, P.random_shift(0.1 * k, rng), "optical", 0, k)
+        ref_xy = rng.uniform(0, inst.size - 1, (50, 2))
+        exact = P._apply(inst.H_ref_to_mov, ref_xy)
+        recs.append(P.score("good", inst, ref_xy, exact + 0.01, 0.0))
+        recs.append(P.score("base", inst, ref_xy, exact + 0.2, 0.0) if k else P.score("base", inst, ref_xy[:1], exact[:1], 0.0))
+    (row,) = P.paired_rows(recs, "base")
+    assert (row["instances"], row["better"], row["worse"]) == (8, 8, 0)
+    assert row["median_diff"] == pytest.approx(-0.19 * math.sqrt(2), abs=1e-6) and row["wilcoxon_p"] < 0.01
+    assert "| good | base | 8 | 8 | 0 |" in P.paired_table([row])

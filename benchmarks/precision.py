@@ -167,6 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seeds", default="0", help="comma-separated warp/simulation seeds (default 0)")
     ap.add_argument("--step", type=float, default=0.1, help="step of the swept fractional shift, px (default 0.1)")
     ap.add_argument("--affines", type=int, default=10, help="affine instances per modality and seed (default 10)")
+    ap.add_argument("--sweeps", type=int, default=1, help="shift sweeps (one image over every fraction) per modality and seed (default 1)")
     ap.add_argument("--quick", action="store_true", help="a few instances (step 0.5, 1 affine per modality): a smoke test")
     ap.add_argument("--device", default="auto", help="device for the network matchers (default auto)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="RegNetMamba-2 checkpoint (default: packaged weights)")
@@ -190,8 +191,8 @@ def _settings(args: argparse.Namespace) -> dict:
             raise UsageError(f"{name}: unknown {bad or 'empty'}; choose from {', '.join(allowed)}")
     if not matchers or not seeds:
         raise UsageError("--matchers and --seeds must name at least one")
-    if not 0 < args.step <= 1 or args.affines < 0 or args.max_pairs < 1:
-        raise UsageError("--step must be in (0, 1], --affines >= 0 and --max-pairs >= 1")
+    if not 0 < args.step <= 1 or args.affines < 0 or args.sweeps < 0 or args.max_pairs < 1:
+        raise UsageError("--step must be in (0, 1], --affines and --sweeps >= 0, --max-pairs >= 1")
     return {"seeds": seeds, "sources": sources, "modalities": mods, "matchers": matchers}
 
 
@@ -241,7 +242,8 @@ def resolve_matchers(names: list[str], device: str, checkpoint: Path | None) -> 
 def _instances(args: argparse.Namespace, st: dict) -> tuple[list[P.Source], list[P.PrecisionInstance]]:
     sources = load_sources(args, st["sources"])
     log.info("%d source images: %s", len(sources), ", ".join(s.name for s in sources))
-    instances = P.build_instances(sources, modalities=st["modalities"], fraction_step=args.step, affines_per_modality=args.affines, seeds=st["seeds"])
+    instances = P.build_instances(sources, modalities=st["modalities"], fraction_step=args.step, affines_per_modality=args.affines,
+                                  seeds=st["seeds"], sweeps_per_modality=args.sweeps)
     return sources, instances
 
 
@@ -294,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         meta = {
             "date": when, "commit": commit, "command": command.strip(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "threads": args.threads, "step": args.step, "affines_per_modality": args.affines, **st,
+            "threads": args.threads, "step": args.step, "affines_per_modality": args.affines, "sweeps_per_modality": args.sweeps, **st,
             "sources_used": [s.name for s in sources], "success_px": list(P.SUCCESS_PX), "correct_px": P.CORRECT_PX,
             "fit_threshold_px": P.FIT_THRESHOLD_PX, "grid_step_px": P.GRID_STEP_PX,
         }

@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -179,9 +179,11 @@ def _source_positions(warp: Warp, size: int, off: tuple[float, float]) -> np.nda
 EDGE_MARGIN_PX = 6.0
 
 
-def fit_crop(warp: Warp, height: int, width: int, margin_px: float = EDGE_MARGIN_PX) -> tuple[int, tuple[float, float]] | None:
-    """Largest centred crop size whose moving image samples only inside the source, ``margin_px`` from its edge."""
-    for size in CROP_SIZES:
+def fit_crop(warp: Warp, height: int, width: int, margin_px: float = EDGE_MARGIN_PX,
+             sizes: Sequence[int] = CROP_SIZES) -> tuple[int, tuple[float, float]] | None:
+    """Largest centred crop size (of ``sizes``) whose moving image samples only inside the source, ``margin_px``
+    from its edge."""
+    for size in sizes:
         if size > min(height, width):
             continue
         off = ((width - size) // 2, (height - size) // 2)
@@ -216,10 +218,12 @@ def simulate_modality(modality: str, mov: np.ndarray, mov_rgb: np.ndarray | None
     raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
 
 
-def make_instance(src: Source, warp: Warp, modality: str, seed: int, index: int) -> PrecisionInstance | None:
-    """None when the source is too small for the warp (smaller than the smallest crop)."""
+def make_instance(src: Source, warp: Warp, modality: str, seed: int, index: int, *, size: int | None = None,
+                  noise_key: str | None = None) -> PrecisionInstance | None:
+    """None when the source is too small for the warp (or for ``size``, when given). The simulator's draw
+    depends on (seed, source, modality, ``noise_key``), by default the warp kind and the index."""
     h, w = src.gray.shape
-    fit = fit_crop(warp, h, w)
+    fit = fit_crop(warp, h, w, sizes=CROP_SIZES if size is None else (size,))
     if fit is None:
         return None
     size, off = fit
@@ -228,7 +232,8 @@ def make_instance(src: Source, warp: Warp, modality: str, seed: int, index: int)
     pos = _source_positions(warp, size, off)
     mov = resample(src.gray, pos)
     mov_rgb = resample(src.rgb, pos) if (modality == "nir" and src.rgb is not None) else None
-    rng = instance_rng(seed, f"{src.name}/{modality}/{warp.kind}", index)
+    key = f"{src.name}/{modality}/{warp.kind}" if noise_key is None else f"{src.name}/{modality}/{noise_key}"
+    rng = instance_rng(seed, key, index if noise_key is None else 0)
     mov = simulate_modality(modality, mov, mov_rgb, rng)
     return PrecisionInstance(src.name, src.group, modality, warp, seed, index, ref, mov.astype(np.float32), warp.matrix(size))
 
@@ -239,6 +244,29 @@ def fractions(step: float) -> list[float]:
     return [round(k * step, 6) for k in range(n + 1)]
 
 
+def _next_source(sources: Sequence[Source], turn: int, modality: str) -> Iterator[tuple[int, Source]]:
+    """Sources from ``turn`` on, round robin, that can make ``modality`` (nir needs colour)."""
+    for attempt in range(len(sources)):
+        src = sources[(turn + attempt) % len(sources)]
+        if modality != "nir" or src.rgb is not None:
+            yield attempt, src
+
+
+def shift_sweep(src: Source, modality: str, fracs: Sequence[float], seed: int, sweep: int = 0) -> list[PrecisionInstance] | None:
+    """One image swept over the fractional shifts: the integer part, the crop and the simulated noise stay the
+    same, so its curve against the fraction shows the matcher's quantisation and nothing else. None if too small."""
+    key = f"sweep{sweep}"
+    # The same generator state for every fraction: the same integer part.
+    warps = [random_shift(f, instance_rng(seed, f"{src.name}/{modality}/{key}", 0)) for f in fracs]
+    h, w = src.gray.shape
+    fits = [fit_crop(wp, h, w) for wp in warps]
+    if any(f is None for f in fits):
+        return None
+    size = min(f[0] for f in fits)
+    out = [make_instance(src, wp, modality, seed, k, size=size, noise_key=key) for k, wp in enumerate(warps)]
+    return None if any(i is None for i in out) else out
+
+
 def build_instances(
     sources: Sequence[Source],
     *,
@@ -246,37 +274,42 @@ def build_instances(
     fraction_step: float = 0.1,
     affines_per_modality: int = 10,
     seeds: Sequence[int] = (0,),
+    sweeps_per_modality: int = 1,
 ) -> list[PrecisionInstance]:
-    """Every (shift fraction, modality) once and ``affines_per_modality`` affines per modality, per seed.
+    """Per seed and modality: ``sweeps_per_modality`` shift sweeps (each one image over every fraction) and
+    ``affines_per_modality`` affines.
 
-    Sources are dealt round robin (a different start per seed) so that each modality and each fraction
-    sees several images; a modality a source cannot make (nir from a grey image) or a warp it is too
-    small for passes to the next source.
+    Sources are dealt round robin (a different start per seed), so the modalities and the affines see
+    different images; a modality a source cannot make (nir from a grey image) or a warp it is too small for
+    passes to the next source.
     """
     if not sources:
         raise ValueError("no source images")
+    fracs = fractions(fraction_step)
     out: list[PrecisionInstance] = []
     for seed in seeds:
         turn = int(seed)
-        jobs: list[tuple[str, int, float]] = []  # (modality, slot, shift fraction; -1 for an affine)
-        for k, f in enumerate(fractions(fraction_step)):
-            jobs += [(m, k, f) for m in modalities]
+        for j in range(sweeps_per_modality):
+            for modality in modalities:
+                for attempt, src in _next_source(sources, turn, modality):
+                    sweep = shift_sweep(src, modality, fracs, seed, j)
+                    if sweep is not None:
+                        out += [replace(i, index=j * len(fracs) + k) for k, i in enumerate(sweep)]
+                        turn += attempt + 1
+                        break
+                else:
+                    log.warning("no source can make a %s shift sweep; skipped", modality)
         for k in range(affines_per_modality):
-            jobs += [(m, k, -1.0) for m in modalities]
-        for modality, k, f in jobs:
-            for attempt in range(len(sources)):
-                src = sources[(turn + attempt) % len(sources)]
-                if modality == "nir" and src.rgb is None:
-                    continue
-                rng = instance_rng(seed, f"{src.name}/{modality}/warp", k if f >= 0 else 1000 + k)
-                warp = random_shift(float(f), rng) if f >= 0 else random_affine(rng)
-                inst = make_instance(src, warp, modality, seed, k)
-                if inst is not None:
-                    out.append(inst)
-                    turn += attempt + 1
-                    break
-            else:
-                log.warning("no source can make a %s instance (%s); skipped", modality, "shift" if f >= 0 else "affine")
+            for modality in modalities:
+                for attempt, src in _next_source(sources, turn, modality):
+                    warp = random_affine(instance_rng(seed, f"{src.name}/{modality}/warp", 1000 + k))
+                    inst = make_instance(src, warp, modality, seed, k)
+                    if inst is not None:
+                        out.append(inst)
+                        turn += attempt + 1
+                        break
+                else:
+                    log.warning("no source can make a %s affine instance; skipped", modality)
     return out
 
 
@@ -462,7 +495,8 @@ def paired_table(rows: Sequence[dict]) -> str:
 
 
 def sweep_rows(records: Sequence[PrecisionRecord]) -> list[dict]:
-    """Per matcher and shift fraction: median model error, mean model displacement and tie-point bias."""
+    """Per matcher and shift fraction, over the sweeps (images): the median model error, and the median
+    model displacement and tie-point bias (medians: one sweep whose fit fails must not read as a bias)."""
     rows = []
     for m in dict.fromkeys(r.matcher for r in records):
         rs = [r for r in records if r.matcher == m and r.warp == "shift"]
@@ -473,10 +507,10 @@ def sweep_rows(records: Sequence[PrecisionRecord]) -> list[dict]:
             tb = np.array([[r.bias_x, r.bias_y] for r in g if np.isfinite(r.bias_x)])
             rows.append({
                 "matcher": m, "fraction": f, "instances": len(g), "failures": int(np.sum(~np.isfinite(e))), "median_err": _q(e, 50),
-                "model_dx": float(np.mean([r.model_dx for r in fin])) if fin else float("nan"),
-                "model_dy": float(np.mean([r.model_dy for r in fin])) if fin else float("nan"),
-                "bias_x": float(tb[:, 0].mean()) if len(tb) else float("nan"),
-                "bias_y": float(tb[:, 1].mean()) if len(tb) else float("nan"),
+                "model_dx": float(np.median([r.model_dx for r in fin])) if fin else float("nan"),
+                "model_dy": float(np.median([r.model_dy for r in fin])) if fin else float("nan"),
+                "bias_x": float(np.median(tb[:, 0])) if len(tb) else float("nan"),
+                "bias_y": float(np.median(tb[:, 1])) if len(tb) else float("nan"),
             })
     return rows
 
@@ -492,7 +526,7 @@ def sweep_table(rows: Sequence[dict]) -> str:
 
 
 def sweep_figure(rows: Sequence[dict], path) -> None:
-    """PNG: median model error (left) and the fitted translation's displacement from the truth (right)
+    """PNG: median model error (left) and the fitted translation's median displacement from the truth (right)
     against the shift's fractional part, one colour per matcher (x solid, y dashed)."""
     import matplotlib
 
@@ -510,7 +544,7 @@ def sweep_figure(rows: Sequence[dict], path) -> None:
     a.set(xlabel="fractional part of the shift (px)", ylabel="median model error (px)", title="model grid RMSE (failures = inf, clipped at 5)")
     a.set_yscale("log")
     b.axhline(0, color="k", lw=0.8)
-    b.set(xlabel="fractional part of the shift (px)", ylabel="fitted - true shift (px)", title="bias of the fitted translation (mean, mov px)")
+    b.set(xlabel="fractional part of the shift (px)", ylabel="fitted - true shift (px)", title="bias of the fitted translation (median over images, mov px)")
     a.legend(fontsize=8)
     b.legend(fontsize=7, ncol=2)
     for ax in (a, b):

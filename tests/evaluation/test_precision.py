@@ -148,3 +148,15 @@ def test_paired_rows_count_which_matcher_is_more_precise_and_a_failure_loses():
     assert (row["instances"], row["better"], row["worse"]) == (8, 8, 0)
     assert row["median_diff"] == pytest.approx(-0.19 * math.sqrt(2), abs=1e-6) and row["wilcoxon_p"] < 0.01
     assert "| good | base | 8 | 8 | 0 |" in P.paired_table([row])
+
+
+def test_a_shift_sweep_keeps_image_crop_integer_part_and_noise_and_changes_only_the_fraction():
+    small, big = P.Source("small", "test", _source(230, 230).gray), _source(400, 420)
+    sweep = P.shift_sweep(big, "sar", P.fractions(0.25), seed=3)
+    assert [i.warp.fraction for i in sweep] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len({(i.source, i.size, i.warp.tx - i.warp.fraction, i.warp.ty - i.warp.fraction) for i in sweep}) == 1
+    assert all(np.array_equal(i.ref, sweep[0].ref) for i in sweep)
+    again = P.shift_sweep(big, "sar", [0.5], seed=3)[0]  # the same noise whatever the other fractions
+    np.testing.assert_array_equal(again.mov, sweep[2].mov)
+    insts = P.build_instances([small, big], modalities=("optical",), fraction_step=0.5, affines_per_modality=0)
+    assert len(insts) == 3 and {i.source for i in insts} in ({"small"}, {"noise"})

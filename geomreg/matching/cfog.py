@@ -626,15 +626,16 @@ class Localised:
     confidence: np.ndarray  # [K] as CFOGMatcher's
     offset: np.ndarray  # [K, 2] mov_xy minus the model's prediction for ref_xy (px)
     consistent: np.ndarray  # [K] bool: kept by the matcher's outlier filter
+    tried: int = 0  # templates placed
     notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.index)
 
     @staticmethod
-    def empty(n_points: int, note: str) -> "Localised":
+    def empty(note: str) -> "Localised":
         z = np.zeros((0, 2))
-        return Localised(np.zeros(0, np.int64), z, z.copy(), np.zeros(0), z.copy(), np.zeros(0, bool), (note,))
+        return Localised(np.zeros(0, np.int64), z, z.copy(), np.zeros(0), z.copy(), np.zeros(0, bool), 0, (note,))
 
 
 def _centres_that_fit(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig) -> np.ndarray:
@@ -777,7 +778,7 @@ class CFOGMatcher:
         xy = np.asarray(ref_xy, np.float64)
         centres = _corners_in_cells(xy, r, self.config, cell) if cell > 0 else _centres_that_fit(xy, r, self.config)
         if len(centres) == 0 or min(m.image.shape) < self.config.template_size:
-            return Localised.empty(len(ref_xy), "cfog localise: no template fits at the given points")
+            return Localised.empty("cfog localise: no template fits at the given points")
         found = self._localised(self._pass(r, m, H / H[2, 2], self.config.search_radius, centres=centres))
         keep, why = self._consistent(found)
         offset = found.mov_xy - _apply(H / H[2, 2], found.ref_xy)
@@ -788,6 +789,7 @@ class CFOGMatcher:
             confidence=found.confidence.astype(np.float64),
             offset=offset,
             consistent=keep if keep is not None else np.zeros(len(found), bool),
+            tried=len(centres),
             notes=(f"cfog localise: {len(found)} of {len(centres)} templates found", why),
         )
 

@@ -7,7 +7,7 @@ import logging
 from geomreg._version import __version__
 from geomreg.matching.types import ImageMatcher, MatchResult
 
-__all__ = ["Matcher", "MatchResult", "ImageMatcher", "get_matcher", "register", "__version__"]
+__all__ = ["Matcher", "MatchResult", "ImageMatcher", "get_matcher", "register", "InputError", "OutputError", "__version__"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -22,4 +22,9 @@ def __getattr__(name: str):
         from geomreg.api import register
 
         return register
+    if name in ("InputError", "OutputError"):
+        # InputError: bad input (CLI exit 2); OutputError: the machine could not take the outputs (exit 3).
+        from geomreg.geo import errors
+
+        return getattr(errors, name)
     raise AttributeError(f"module 'geomreg' has no attribute {name!r}")

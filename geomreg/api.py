@@ -196,13 +196,6 @@ def _batched(tasks, matcher, batch_size: int, progress: bool, desc: str, tracker
     return out
 
 
-def _discard_outputs(reg: Registration) -> None:
-    """Remove what reg.write produced: a registration stopped after writing must leave nothing behind."""
-    for q in reg.outputs.values():
-        Path(q).unlink(missing_ok=True)
-    reg.outputs = {}
-
-
 def register(
     reference,
     moving,
@@ -251,7 +244,9 @@ def register(
         mov_path = _as_path(moving, "moving", tmp)
         if output is not None:
             from geomreg.geo.outputs import check_output_path
+            from geomreg.geo.registration import recover_outputs
 
+            recover_outputs(output)  # a crash mid-replacement of this output set: the previous set returns first
             check_output_path(output, (ref_path, mov_path), overwrite)
         t0 = time.perf_counter()
         plan = plan_registration(ref_path, mov_path, cfg)
@@ -271,19 +266,15 @@ def register(
         if output is not None:
             if tracker is not None:
                 tracker.update("writing", 0, 1)
+            # The last progress call comes before the new outputs replace anything: a cancel there (or a
+            # fault anywhere in writing) leaves the folder as it was, the previous outputs included.
+            done = None if tracker is None else (lambda: tracker.update("writing", 1, 1))
             try:
-                reg.write(output, overwrite=overwrite, mode=mode, progress=bars)
+                reg.write(output, overwrite=overwrite, mode=mode, progress=bars, before_commit=done)
             except RuntimeError:
                 if reg.status == "registered":
                     raise
                 # A failed registration wrote its report only; the caller reads reg.status / reg.reason.
-            if tracker is not None:
-                try:
-                    tracker.update("writing", 1, 1)
-                except BaseException:
-                    # Cancelled while the (uninterruptible) write ran: take back what it wrote.
-                    _discard_outputs(reg)
-                    raise
     except BaseException:
         for d in tmp:
             d.cleanup()

@@ -13,13 +13,13 @@ geomreg.api.run_tiles does the two matching steps with batches and a progress ba
 """
 
 from geomreg.geo.config import RegistrationConfig
-from geomreg.geo.errors import InputError
+from geomreg.geo.errors import InputError, OutputError
 from geomreg.geo.fusion import fuse
 from geomreg.geo.plan import RegistrationPlan, TileTask, plan_registration, refine_plan
 from geomreg.geo.registration import Registration
 from geomreg.geo.tiles import TileMatches, match_tiles
 
 __all__ = [
-    "RegistrationConfig", "InputError", "RegistrationPlan", "TileTask", "TileMatches", "Registration",
+    "RegistrationConfig", "InputError", "OutputError", "RegistrationPlan", "TileTask", "TileMatches", "Registration",
     "plan_registration", "refine_plan", "match_tiles", "fuse",
 ]

@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
+import socket
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +29,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geomreg.geo.errors import InputError
+from geomreg.geo.errors import InputError, OutputError
 from geomreg.geo.io import iter_blocks, to_crs
 
 log = logging.getLogger(__name__)
@@ -57,28 +60,296 @@ def check_output_path(path: str | os.PathLike, inputs: tuple[str, ...], overwrit
     return p
 
 
+# Temporary name -> the name it stands for, so that an error names the output the user asked for.
+_STANDS_FOR: dict[str, Path] = {}
+
+
 def _tmp_name(p: Path, suffix: str | None = None) -> Path:
     return p.with_name(f".{p.stem}.{uuid.uuid4().hex[:8]}.part{suffix or p.suffix}")
 
 
+def _public(p: str | os.PathLike) -> Path:
+    q = Path(p)
+    for _ in range(4):
+        if str(q) not in _STANDS_FOR:
+            break
+        q = _STANDS_FOR[str(q)]
+    return q
+
+
 def _remove(p: Path) -> None:
     for q in (p, Path(str(p) + ".aux.xml"), Path(str(p) + "-journal"), Path(str(p) + "-wal"), Path(str(p) + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             q.unlink()
 
 
+# --------------------------------------------------------------------------------------------
+# Faults of the machine -> OutputError
+# --------------------------------------------------------------------------------------------
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "the output folder vanished (no such file or directory)",
+    errno.ENOTDIR: "the output folder vanished (not a directory)",
+    errno.EIO: "input/output error",
+}
+# GDAL, libtiff, SQLite and pyogrio report a failed write with a message, not an errno: these say which.
+_TEXT = (
+    ("no space left", errno.ENOSPC), ("disk is full", errno.ENOSPC), ("disk full", errno.ENOSPC),
+    ("quota", errno.EDQUOT), ("read-only file system", errno.EROFS), ("readonly database", errno.EROFS),
+    ("permission denied", errno.EACCES), ("no such file or directory", errno.ENOENT),
+)
+_WRITERS = ("rasterio", "pyogrio", "fiona", "sqlite3", "geopandas")
+_LOW_SPACE = 4 << 20  # GDAL writes a block (<= a few MiB) at a time: less free than this and a failed write ran out of room
+
+
+def _probe(folder: Path) -> int | None:
+    """Why writing into `folder` fails, seen from the file system (for errors that carry no errno)."""
+    if not folder.is_dir():
+        return errno.ENOENT
+    try:
+        st = os.statvfs(folder)
+    except OSError as e:
+        return e.errno
+    if st.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if st.f_bavail * st.f_frsize < _LOW_SPACE:
+        return errno.ENOSPC
+    if not os.access(folder, os.W_OK):
+        return errno.EACCES
+    return None
+
+
+def output_error(exc: BaseException, path: str | os.PathLike) -> OutputError | None:
+    """The OutputError a failed write of `path` amounts to, or None when `exc` is not a fault of the machine
+    (bad input, a bug). Call it while the temporary files still exist: a full disk frees up once they go."""
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, (InputError, KeyboardInterrupt, SystemExit, MemoryError)):
+        return None
+    p = _public(path)
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None:
+        code = exc.errno
+        if code == errno.ENOENT and p.parent.is_dir():
+            return OutputError(p, code, "no such file or directory", detail)
+        return OutputError(p, code, _CAUSES.get(code) or (exc.strerror or str(exc)).lower(), detail)
+    # GDAL's CPLE_* errors (rasterio._err), pyogrio's and SQLite's come from the libraries that write the files.
+    if not isinstance(exc, OSError) and type(exc).__module__.split(".")[0] not in _WRITERS:
+        return None
+    text = str(exc).lower()
+    code = next((c for t, c in _TEXT if t in text), None)
+    if code is None:
+        code = _probe(p.parent)
+    if code is None:
+        return OutputError(p, errno.EIO, f"input/output error ({detail})", detail)
+    if code == errno.ENOENT and p.parent.is_dir():
+        return OutputError(p, code, "no such file or directory", detail)
+    return OutputError(p, code, _CAUSES[code], detail)
+
+
 @contextlib.contextmanager
-def atomic_output(path: Path, suffix: str | None = None) -> Iterator[Path]:
+def machine_faults(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a failed write of `path` that the machine caused as OutputError (anything else unchanged)."""
+    try:
+        yield
+    except Exception as e:
+        err = output_error(e, path)
+        if err is None or err is e:
+            raise
+        raise err from e
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, suffix: str | None = None, *, name: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` on success, delete it on any failure
-    (including KeyboardInterrupt), so a half-written output never appears under the final name."""
+    (including KeyboardInterrupt), so a half-written output never appears under the final name.
+    A fault of the machine comes out as OutputError naming `name` (default `path`)."""
     tmp = _tmp_name(path, suffix)
+    _STANDS_FOR[str(tmp)] = Path(name or path)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        err = output_error(e, tmp) if isinstance(e, Exception) else None
         _remove(tmp)
+        if err is not None and err is not e:
+            raise err from e
         raise
+    finally:
+        _STANDS_FOR.pop(str(tmp), None)
     _remove(Path(str(tmp)))  # leftovers such as .aux.xml of the temporary name
+
+
+# --------------------------------------------------------------------------------------------
+# A set of outputs replaced all at once
+# --------------------------------------------------------------------------------------------
+
+_rename = os.replace  # every rename of a swap goes through this name (the tests make it fail at each step)
+_SET_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<token>[0-9a-f]{8})\.(?P<kind>new|old)$")
+_JOURNAL = re.compile(r"^\.(?P<name>.+)\.(?P<token>[0-9a-f]{8})\.swap\.json$")
+
+
+def _set_name(final: Path, token: str, kind: str) -> Path:
+    # The final name is kept whole so that a leftover says which output it belongs to.
+    return final.with_name(f".{final.name}.{token}.{kind}")
+
+
+class OutputSet:
+    """Several outputs (raster, tie points, .points, report) that replace an earlier set all at once.
+
+    Each file is written under a staged name (`.<name>.<token>.new`) beside its final one. `commit` then
+    (1) writes a journal `.<first name>.<token>.swap.json` listing the moves, (2) renames every existing
+    final file to a backup `.<name>.<token>.old`, (3) renames every staged file to its final name, in
+    order (the report last), (4) deletes the journal - the commit point - and (5) the backups. A failure
+    in (1)-(3), an interrupt included, rolls back at once: backups return, new files go. A crash (power,
+    SIGKILL) in (2)-(3) leaves the journal: `recover_output_set` (which every write of the same output runs
+    first) rolls it back, so the old set is complete again. After (4) the new set is complete.
+    Renames within one folder need no free space, so a full disk cannot stop a swap half-way.
+    """
+
+    def __init__(self, finals: dict[str, Path], overwrite: bool) -> None:
+        self.token = uuid.uuid4().hex[:8]
+        self.finals = {k: Path(v) for k, v in finals.items()}
+        self.overwrite = overwrite
+        self.staged = {k: _set_name(v, self.token, "new") for k, v in self.finals.items()}
+
+    def __enter__(self) -> "OutputSet":
+        for k, q in self.staged.items():
+            _STANDS_FOR[str(q)] = self.finals[k]
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
+        for q in self.staged.values():
+            _STANDS_FOR.pop(str(q), None)
+
+    def discard(self) -> None:
+        for q in self.staged.values():
+            _remove(q)
+
+    def _journal_path(self) -> Path:
+        first = next(iter(self.finals.values()))
+        return first.with_name(f".{first.name}.{self.token}.swap.json")
+
+    def commit(self) -> None:
+        """Swap the staged files in (see the class docstring); on any failure the old set is left as it was."""
+        if not self.overwrite:
+            for f in self.finals.values():
+                if f.exists():
+                    self.discard()
+                    raise InputError("the output exists already (another run wrote it meanwhile?); use --overwrite to replace it", str(f))
+        entries = [{"final": str(f), "staged": str(self.staged[k]),
+                    "backup": str(_set_name(f, self.token, "old")) if f.exists() else None} for k, f in self.finals.items()]
+        journal = self._journal_path()
+        jtmp = journal.with_name(journal.name + ".tmp")
+        try:
+            with machine_faults(journal):
+                jtmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "entries": entries}))
+                os.replace(jtmp, journal)
+        except BaseException:
+            _remove(jtmp)
+            self.discard()
+            raise
+        current = entries[0]["final"]
+        try:
+            for e in entries:
+                current = e["final"]
+                if e["backup"] is not None:
+                    with machine_faults(e["final"]):
+                        _rename(e["final"], e["backup"])
+            for e in entries:
+                current = e["final"]
+                with machine_faults(e["final"]):
+                    _rename(e["staged"], e["final"])
+        except BaseException as exc:
+            log.warning("replacing %s failed (%s); restoring the previous outputs", current, exc)
+            if _roll_back(entries):
+                _remove(journal)
+            else:
+                log.error("the previous outputs could not all be restored; the journal %s lists the moves", journal)
+            self.discard()
+            raise
+        with contextlib.suppress(OSError):
+            journal.unlink()  # the commit point: from here on the new set is the output
+        for e in entries:
+            if e["backup"] is not None:
+                _remove(Path(e["backup"]))
+
+
+def _roll_back(entries: list[dict]) -> bool:
+    """Undo a partial swap: backups back to their final names, new files that had no predecessor removed."""
+    ok = True
+    for e in reversed(entries):
+        final, staged, backup = Path(e["final"]), Path(e["staged"]), e["backup"]
+        try:
+            if backup is not None:
+                if Path(backup).exists():
+                    os.replace(backup, final)
+            elif final.exists() and not staged.exists():
+                final.unlink()  # ours: the set had no such file before the swap
+            _remove(staged)
+        except OSError as err:
+            log.error("cannot restore %s: %s", final, err)
+            ok = False
+    return ok
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return pid > 0
+
+
+def recover_output_set(path: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[str]:
+    """Finish what a crashed write of the output set at `path` left: roll back an interrupted swap (the old
+    set returns whole) and delete backups of a swap that had committed. `names`: the file names of the set
+    (default: `path`'s own name). Returns what it did, one line each. A journal of a swap still running in
+    another live process on this host is left alone."""
+    p = Path(path)
+    folder = p.parent
+    names = names or (p.name,)
+    done: list[str] = []
+    if not folder.is_dir():
+        return done
+    handled: set[str] = set()
+    for j in sorted(folder.iterdir()):
+        m = _JOURNAL.match(j.name)
+        if not m or m.group("name") not in names:
+            continue
+        try:
+            info = json.loads(j.read_text())
+            entries = info["entries"]
+            pid = int(info.get("pid", -1))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        handled.add(m.group("token"))
+        if info.get("host") == socket.gethostname() and pid != os.getpid() and _alive(pid):
+            continue
+        if _roll_back(entries):
+            j.unlink(missing_ok=True)
+            done.append(f"rolled back an interrupted replacement of {m.group('name')} (journal {j.name})")
+    for q in sorted(folder.iterdir()):
+        m = _SET_FILE.match(q.name)
+        if not m or m.group("name") not in names or m.group("token") in handled:
+            continue
+        if m.group("kind") == "old":
+            # A backup without its journal: that swap committed, the new file is in place.
+            _remove(q)
+            done.append(f"removed the backup {q.name} of a completed replacement")
+    for line in done:
+        log.warning("%s: %s", folder, line)
+    return done
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +483,7 @@ def write_resampled(reg, path: Path, *, progress: bool = False) -> None:
         bar = _bar(progress, len(blocks), "writing")
         with atomic_output(path) as tmp:
             part = tmp if not cfg.cog else tmp.with_name(tmp.stem + ".gtiff.tif")
+            _STANDS_FOR[str(part)] = path
             try:
                 with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                     with rasterio.open(part, "w", **profile) as dst:
@@ -229,7 +501,13 @@ def write_resampled(reg, path: Path, *, progress: bool = False) -> None:
                         dst.update_tags(**tags, GEOMREG_REGISTERED="moving scene resampled onto the reference grid")
                     if cfg.cog:
                         rasterio.shutil.copy(part, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, BIGTIFF="IF_SAFER")
+            except Exception as e:
+                err = output_error(e, part)  # now, while the partial files still fill the disk
+                if err is None or err is e:
+                    raise
+                raise err from e
             finally:
+                _STANDS_FOR.pop(str(part), None)
                 if bar is not None:
                     bar.close()
                 if part != tmp:

@@ -7,6 +7,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,6 +18,21 @@ from geomreg.geo.plan import RegistrationPlan
 log = logging.getLogger(__name__)
 
 WRITE_MODES = ("resample", "georef", "gcps")
+
+
+def sidecar_paths(path: str | Path) -> dict[str, Path]:
+    """The files written next to the raster `path`: report, tie points (GeoPackage) and QGIS .points."""
+    p = Path(path)
+    return {"report": p.with_name(p.stem + "_report.json"), "tie_points": p.with_name(p.stem + "_tiepoints.gpkg"),
+            "qgis_points": p.with_name(p.stem + ".points")}
+
+
+def recover_outputs(path: str | Path) -> list[str]:
+    """Roll back a replacement of the output set at `path` that a crash interrupted (see OutputSet)."""
+    from geomreg.geo.outputs import recover_output_set
+
+    p = Path(path).expanduser()
+    return recover_output_set(p, tuple(q.name for q in (p, *sidecar_paths(p).values())))
 
 
 @dataclass(frozen=True)
@@ -234,59 +250,71 @@ class Registration:
 
     # --- outputs ---------------------------------------------------------------------------------
     def sidecar_paths(self, path: str | Path) -> dict[str, Path]:
-        p = Path(path)
-        return {"report": p.with_name(p.stem + "_report.json"), "tie_points": p.with_name(p.stem + "_tiepoints.gpkg"),
-                "qgis_points": p.with_name(p.stem + ".points")}
+        return sidecar_paths(path)
 
     def write(self, path: str | Path, overwrite: bool = False, *, mode: str = "resample", sidecars: bool = True,
-              progress: bool = False) -> dict[str, str]:
+              progress: bool = False, before_commit: Callable[[], None] | None = None) -> dict[str, str]:
         """Write the registered raster (and, with sidecars, the report, tie points and .points next to it).
 
         mode: "resample" (onto the reference grid, default), "georef" (pixels unchanged, corrected affine
         geotransform) or "gcps" (pixels unchanged, embedded GCPs). A failed registration writes no raster:
         only its report, then raises RuntimeError.
+
+        All or nothing: every file is first written under a temporary name beside its final one, and the
+        set is swapped in only once all are complete (geomreg.geo.outputs.OutputSet), so a failure or an
+        interrupt at any point leaves what was there before as it was - with overwrite, the previous set
+        whole. `before_commit` runs between the two (a GUI's last chance to cancel). A fault of the machine
+        (no space left, permission denied, read-only file system, a folder that vanished) raises
+        geomreg.OutputError naming the output and the cause; bad output paths raise InputError.
         """
         from geomreg.geo import outputs
 
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
-        p = outputs.check_output_path(path, (self.plan.reference.path, self.plan.moving.path), overwrite)
+        inputs = (self.plan.reference.path, self.plan.moving.path)
+        p = Path(path).expanduser()
         side = self.sidecar_paths(p) if sidecars else {}
+        recover_outputs(p)
+        p = outputs.check_output_path(p, inputs, overwrite)
         for q in side.values():
-            outputs.check_output_path(q, (self.plan.reference.path, self.plan.moving.path), overwrite)
+            outputs.check_output_path(q, inputs, overwrite)
         t0 = time.perf_counter()
         if self.status != "registered":
             if "report" in side:
                 self.outputs = {"report": str(side["report"])}
-                outputs.write_json(self.report, side["report"])
+                with outputs.OutputSet({"report": side["report"]}, overwrite) as oset:
+                    outputs.write_json(self.report, oset.staged["report"])
+                    if before_commit is not None:
+                        before_commit()
+                    oset.commit()
             raise RuntimeError(f"registration failed: {self.reason}; no raster written")
-        written: dict[str, str] = {}
+        # The report goes last: an output set with its report in place is complete.
+        finals = {"raster": p, **{k: side[k] for k in ("tie_points", "qgis_points", "report") if k in side}}
+        self.outputs = {}
         try:
-            if mode == "resample":
-                outputs.write_resampled(self, p, progress=progress)
-            elif mode == "georef":
-                outputs.write_georef(self, p)
-            else:
-                outputs.write_gcps(self, p)
-            written["raster"] = str(p)
-            if side:
-                outputs.write_geopackage(self.tie_points, side["tie_points"])
-                written["tie_points"] = str(side["tie_points"])
-                outputs.write_qgis_points(self, side["qgis_points"])
-                written["qgis_points"] = str(side["qgis_points"])
-                written["report"] = str(side["report"])
-                self.timings["write_s"] = round(time.perf_counter() - t0, 4)
-                self.outputs = written
-                outputs.write_json(self.report, side["report"])
+            with outputs.OutputSet(finals, overwrite) as oset:
+                staged = oset.staged
+                if mode == "resample":
+                    outputs.write_resampled(self, staged["raster"], progress=progress)
+                elif mode == "georef":
+                    outputs.write_georef(self, staged["raster"])
+                else:
+                    outputs.write_gcps(self, staged["raster"])
+                if side:
+                    outputs.write_geopackage(self.tie_points, staged["tie_points"])
+                    outputs.write_qgis_points(self, staged["qgis_points"])
+                    self.timings["write_s"] = round(time.perf_counter() - t0, 4)
+                    self.outputs = {k: str(v) for k, v in finals.items()}  # the report lists the final names
+                    outputs.write_json(self.report, staged["report"])
+                if before_commit is not None:
+                    before_commit()
+                oset.commit()
         except BaseException:
-            # All or nothing: an interruption after the raster must not leave a raster without its evidence.
-            for q in written.values():
-                Path(q).unlink(missing_ok=True)
             self.outputs = {}
             raise
         self.timings["write_s"] = round(time.perf_counter() - t0, 4)
-        self.outputs = written
-        return written
+        self.outputs = {k: str(v) for k, v in finals.items()}
+        return dict(self.outputs)
 
     def write_report(self, path: str | Path, overwrite: bool = False) -> None:
         from geomreg.geo import outputs

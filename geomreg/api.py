@@ -196,6 +196,9 @@ def _batched(tasks, matcher, batch_size: int, progress: bool, desc: str, tracker
     return out
 
 
+_CAUSE_VANISHED = "the output folder vanished (no such file or directory)"
+
+
 def register(
     reference,
     moving,
@@ -269,6 +272,13 @@ def register(
             # The last progress call comes before the new outputs replace anything: a cancel there (or a
             # fault anywhere in writing) leaves the folder as it was, the previous outputs included.
             done = None if tracker is None else (lambda: tracker.update("writing", 1, 1))
+            folder = Path(output).expanduser().parent
+            if not folder.is_dir():  # it was there when the run began
+                import errno
+
+                from geomreg.geo.errors import OutputError
+
+                raise OutputError(output, errno.ENOENT, _CAUSE_VANISHED)
             try:
                 reg.write(output, overwrite=overwrite, mode=mode, progress=bars, before_commit=done)
             except RuntimeError:

@@ -250,7 +250,7 @@ class OutputSet:
         journal = self._journal_path()
         jtmp = journal.with_name(journal.name + ".tmp")
         try:
-            with machine_faults(journal):
+            with machine_faults(entries[0]["final"]):  # the user knows the outputs, not the journal
                 jtmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "entries": entries}))
                 os.replace(jtmp, journal)
         except BaseException:

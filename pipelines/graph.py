@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from geomreg.geo.errors import InputError
+from geomreg.geo.errors import InputError, OutputError
+from geomreg.geo.outputs import machine_faults
 from geomreg.geo.plan import RegistrationPlan, TileTask
 from geomreg.geo.tiles import TileMatches
 
@@ -60,6 +60,7 @@ class PairOutcome:
     tiles_matched: int = 0
     outputs: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)  # worker seconds by step
+    fault: str | None = None  # "output": the machine could not take the outputs (no space, read-only, ...)
 
 
 def _reason(e: BaseException) -> str:
@@ -166,22 +167,15 @@ def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *c
     fuse_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = Path(job.output)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_partials(out)
-        if overwrite:
-            # The report is written last: without it an interrupted rewrite can never look complete.
-            reg.sidecar_paths(out)["report"].unlink(missing_ok=True)
-        reg.write(out, overwrite=overwrite, mode=job.mode)
-    except RuntimeError:
-        if reg.status == "registered":
-            log.exception("writing %s failed", out)
-            return PairOutcome("error", f"write: could not write {out}")
-        # A failed registration writes its report only.
-    except InputError as e:
-        return PairOutcome("error", str(e))
-    except OSError as e:
-        return PairOutcome("error", f"write: {out}: {e.strerror or e}")
+    if not overwrite and reg.status == "registered" and output_state(job).state == "complete":
+        # This task ran to the end before, and its worker died before the client had the result: the scheduler
+        # ran it again. The outputs are complete and the same; they are this pair's.
+        log.info("%s: %s is complete already (this task ran before on a worker that died)", job.where, out)
+        reg.outputs = {k: str(q) for k, q in sidecars(out).items()}
+    else:
+        err = _write(reg, job, out, overwrite)
+        if err is not None:
+            return err
     write_s = time.perf_counter() - t0
     tp = reg._tie_points
     counts = reg.counts
@@ -191,6 +185,30 @@ def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *c
         outputs=dict(reg.outputs),
         seconds={"plan": planned.seconds, "tiles": match_s + timings.get("coarse_s", 0.0), "fusion": fuse_s, "write": write_s},
     )
+
+
+def _write(reg, job: PairJob, out: Path, overwrite: bool) -> PairOutcome | None:
+    """Write a pair's outputs; None when written (or when a failed registration wrote its report), else why not."""
+    try:
+        with machine_faults(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            remove_partials(out)
+        # The new set replaces the old one all at once (geomreg.geo.outputs.OutputSet): an interrupted
+        # rewrite leaves the previous outputs whole.
+        reg.write(out, overwrite=overwrite, mode=job.mode)
+    except OutputError as e:
+        log.error("%s: %s", job.where, e)
+        return PairOutcome("error", f"write: {e}", fault="output")
+    except RuntimeError:
+        if reg.status == "registered":
+            log.exception("writing %s failed", out)
+            return PairOutcome("error", f"write: could not write {out}")
+        # A failed registration writes its report only.
+    except InputError as e:
+        return PairOutcome("error", str(e))
+    except OSError as e:
+        return PairOutcome("error", f"write: {out}: {e.strerror or e}", fault="output")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,18 +224,17 @@ def sidecars(output: str | Path) -> dict[str, Path]:
 
 
 def remove_partials(output: Path) -> list[Path]:
-    """Delete temporary files an interrupted earlier write left beside `output` (geomreg.geo.outputs names them
-    .<stem>.<8 hex>.part<suffix>); those of other outputs are left alone."""
+    """Bring the output set of `output` back to a whole one: roll back a replacement a crash interrupted
+    (geomreg.geo.outputs.OutputSet) and delete the temporary files an interrupted write left beside it
+    (.part, staged .new, backups); those of other outputs are left alone."""
+    from geomreg.geo.outputs import leftovers, recover_output_set
+
+    names = tuple(q.name for q in sidecars(output).values())
+    recover_output_set(output, names)
     removed = []
-    stems = {q.stem for q in sidecars(output).values()}
-    pat = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.part")
-    if not output.parent.is_dir():
-        return removed
-    for q in output.parent.iterdir():
-        m = pat.match(q.name)
-        if m and m.group("stem") in stems:
-            q.unlink(missing_ok=True)
-            removed.append(q)
+    for q in leftovers(output, names):
+        q.unlink(missing_ok=True)
+        removed.append(q)
     return removed
 
 

@@ -26,6 +26,8 @@ from pipelines.manifest import PairJob
 
 log = logging.getLogger(__name__)
 
+EXIT_OUTPUT = 3  # geomreg's exit code for outputs the machine could not take
+
 # Higher runs first: plans (cheap, they reveal the tiles), then the step that finishes a pair, then tiles
 # of earlier pairs before those of later ones (pairs complete one after another, not all at the end).
 _PRIO_PLAN, _PRIO_FINISH = 1_000_000, 500_000
@@ -51,6 +53,7 @@ class PairResult:
     seconds: float = 0.0  # worker time spent on this pair (plan + tiles + fusion + writing)
     elapsed_s: float = 0.0  # from its first task to its outputs, on the client's clock
     outputs: dict = field(default_factory=dict)
+    fault: str | None = None  # "output": its outputs could not be written (no space, read-only, ...); "cluster": not run
 
     @property
     def ok(self) -> bool:
@@ -70,7 +73,11 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else 1
+        """0 all registered (or complete already), 3 some pair's outputs could not be written (a fault of the
+        machine, which rerunning after freeing space fixes), 1 some pair failed or had bad input."""
+        if self.ok:
+            return 0
+        return EXIT_OUTPUT if any(p.fault == "output" for p in self.pairs) else 1
 
     @property
     def tiles_per_s(self) -> float:
@@ -81,6 +88,21 @@ class BatchResult:
         for p in self.pairs:
             out[p.status] = out.get(p.status, 0) + 1
         return out
+
+
+class ClusterLost(RuntimeError):
+    """The client lost its Dask scheduler in the middle of a batch. `partial` holds the pairs finished before
+    (their outputs are complete); the others are "not run" (fault "cluster"). Rerunning the batch against a
+    scheduler skips the complete outputs and does the rest."""
+
+    def __init__(self, message: str, partial: BatchResult) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def _scheduler_lost(client) -> bool:
+    # distributed cancels every future when its connection to the scheduler drops, then tries to reconnect.
+    return getattr(client, "status", "running") not in ("running", "newly-created")
 
 
 def _result(job: PairJob, status: str, reason: str | None = None, **kw) -> PairResult:
@@ -257,6 +279,8 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
             if pair is None or pair.done:
                 continue
             if fut.status == "cancelled":
+                if _scheduler_lost(client):
+                    raise _lost(client)
                 continue
             if fut.status == "error":
                 finish(pair, _result(pair.job, "error", f"{kind}: {_describe_error(fut)}"))
@@ -295,8 +319,17 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
                 secs = sum(o.seconds.values()) if o.seconds else 0.0
                 finish(pair, _result(pair.job, o.status, o.reason, transform=o.transform, tie_points=o.tie_points, inliers=o.inliers,
                                      rmse_px=o.rmse_px, ce90_px=o.ce90_px, tiles=o.tiles, tiles_matched=o.tiles_matched,
-                                     seconds=secs, outputs=o.outputs))
-    except BaseException:
+                                     seconds=secs, outputs=o.outputs, fault=getattr(o, "fault", None)))
+        if any(not p.done for p in pairs.values()) and _scheduler_lost(client):
+            raise _lost(client)
+    except ClusterLost as e:
+        e.partial = _partial(jobs, results, time.perf_counter() - t_start, tiles_done, n_workers)
+        raise
+    except BaseException as e:
+        if _scheduler_lost(client) and not isinstance(e, KeyboardInterrupt):
+            lost = _lost(client)
+            lost.partial = _partial(jobs, results, time.perf_counter() - t_start, tiles_done, n_workers)
+            raise lost from e
         # Interrupted (Ctrl-C) or the client lost the scheduler: stop the work of this batch on the cluster.
         live = [f for p in pairs.values() for f in p.futures if not f.done()]
         if live:
@@ -311,3 +344,14 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
         if not pair.done:  # cannot happen unless the scheduler dropped tasks; never report silence as success
             results[pair.job.index] = _result(pair.job, "error", "the cluster returned no result for this pair")
     return BatchResult([results[j.index] for j in jobs], time.perf_counter() - t_start, tiles_done, n_workers)
+
+
+def _lost(client) -> ClusterLost:
+    addr = getattr(getattr(client, "scheduler", None), "address", None) or "?"
+    return ClusterLost(f"lost the Dask scheduler at {addr} in the middle of the batch", BatchResult([], 0.0, 0, 0))
+
+
+def _partial(jobs: Sequence[PairJob], results: dict, wall_s: float, tiles: int, n_workers: int) -> BatchResult:
+    pairs = [results.get(j.index) or _result(j, "not run", "the scheduler was lost before this pair finished", fault="cluster")
+             for j in jobs]
+    return BatchResult(pairs, wall_s, tiles, n_workers)

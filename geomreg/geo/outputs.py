@@ -311,6 +311,23 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
+def leftovers(path: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Temporary files an interrupted write of the output set at `path` left beside it: `.part` files,
+    staged `.new` files, backups `.old`, journals. Only for a caller that knows no other process writes
+    these outputs now (a batch, whose manifest gives every pair its own output)."""
+    p = Path(path)
+    names = names or (p.name,)
+    pats = []
+    for n in names:
+        stem, name = re.escape(Path(n).stem), re.escape(n)
+        pats += [rf"^\.{stem}\.[0-9a-f]{{8}}\.part", rf"^\.{name}\.[0-9a-f]{{8}}\.(new|old|swap\.json(\.tmp)?)$",
+                 rf"^\.\.{name}\.[0-9a-f]{{8}}\.[0-9a-f]{{8}}\.part"]
+    rx = re.compile("|".join(pats))
+    if not p.parent.is_dir():
+        return []
+    return sorted(q for q in p.parent.iterdir() if rx.match(q.name))
+
+
 def recover_output_set(path: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[str]:
     """Finish what a crashed write of the output set at `path` left: roll back an interrupted swap (the old
     set returns whole) and delete backups of a swap that had committed. `names`: the file names of the set

@@ -251,3 +251,33 @@ def assert_registered_onto_reference(output: Path, pair: ScenePair, texture: "np
     assert registered > 0.95, registered
     assert registered > naive_correlation(texture, pair) + 0.05
     return registered
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A folder on a 600 KB tmpfs filled to the last byte (a full disk, for real); needs root, as CI runs.
+    Unmounted in teardown whatever the test did."""
+    import errno
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a disk that fills up) needs root; CI runs the tests as root")
+    d = tmp_path / "full"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        filler = d / "filler.bin"
+        with open(filler, "ab", buffering=0) as fh:
+            for size in (65536, 512):
+                try:
+                    while True:
+                        fh.write(b"\0" * size)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+        yield d
+    finally:
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)

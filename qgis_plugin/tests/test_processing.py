@@ -156,3 +156,20 @@ def test_temporary_outputs(qgis_processing, plugin, subprocess_engine, texture, 
     assert_registered_onto_reference(Path(result["OUTPUT"]), pair, texture)
     assert QgsVectorLayer(result["TIE_POINTS"], "tie points", "ogr").featureCount() >= 10
     assert result["REPORT"] and Path(result["REPORT"]).parent == Path(result["OUTPUT"]).parent
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("mode", ["subprocess", "in-process"])
+def test_full_disk_raises_the_engine_line(qgis_processing, plugin, subprocess_engine, in_process_engine, texture, tmp_path,
+                                          full_disk, mode):
+    """The Processing log shows the sentence the dialog's message bar shows (test_task.py): "<output>: no space
+    left on device"."""
+    import processing
+
+    save_settings(PluginSettings(engine_mode=mode))
+    pair = make_pair(tmp_path / "in", texture)
+    extra = {"ENGINE_PYTHON": subprocess_engine.python} if mode == "subprocess" else {}
+    with pytest.raises(QgsProcessingException) as info:
+        processing.run("geomreg:coregister", _params(pair, full_disk, **extra))
+    assert str(info.value) == f"{full_disk / 'registered.tif'}: no space left on device"
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler.bin"]

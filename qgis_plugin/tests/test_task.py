@@ -145,3 +145,20 @@ def test_failed_registration_keeps_only_its_report(plugin, qgis_iface, subproces
     assert "Registration failed: only 0 tie points" in error
     assert str(out_dir / "registered_report.json") in error
     assert [p.name for p in out_dir.iterdir()] == ["registered_report.json"]
+
+
+@pytest.mark.engine
+def test_full_disk_shows_the_engine_line_in_the_message_bar_and_the_log(plugin, qgis_iface, engine, texture, tmp_path, full_disk):
+    """The output folder is on a full disk: one Critical message naming the output and the cause (the CLI's
+    exit-3 line), the same sentence in the plugin log, and nothing left in the folder but the filler."""
+    pair = make_pair(tmp_path / "in", texture)
+    request = RegistrationRequest(
+        str(pair.reference), str(pair.moving), str(full_disk / "registered.tif"), transform="translation", matcher="cfog",
+        device="cpu",
+    )
+    plugin.start_task(request, engine)
+    wait_until(lambda: not plugin.tasks, TASK_TIMEOUT, "the registration task")
+    [error] = _messages(qgis_iface, Qgis.Critical)
+    title, _, text = error.partition(":")  # pytest-qgis keeps "<title>:<text>"
+    assert title == "geomreg" and text == f"{full_disk / 'registered.tif'}: no space left on device"
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler.bin"]

@@ -7,6 +7,7 @@ moved into place only when the run succeeded and was not cancelled: whatever hap
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -32,7 +33,9 @@ ProgressCallback = Callable[[float, "str | None"], None]
 
 @dataclass(frozen=True)
 class RegistrationOutcome:
-    status: str  # "registered", "failed" (engine could not register), "bad-input", "canceled", "error"
+    # "registered", "failed" (engine could not register), "bad-input", "output-error" (the machine could not
+    # take the outputs: no space left, read-only, permission denied; geomreg's exit code 3), "canceled", "error"
+    status: str
     message: str
     output: str = ""
     tie_points: str = ""
@@ -74,7 +77,10 @@ def run_registration(
 ) -> RegistrationOutcome:
     """Runs `request` with `engine`; `tie_points`/`report` optionally name where those files go."""
     out_dir = os.path.dirname(os.path.abspath(request.output))
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir)
+    try:
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir)
+    except OSError as exc:
+        return RegistrationOutcome("output-error", machine_fault_message(os.path.abspath(request.output), exc))
     staged_output = os.path.join(staging, os.path.basename(request.output))
     try:
         if engine.kind == "in-process":
@@ -137,6 +143,9 @@ def _run_subprocess(
         return RegistrationOutcome("failed", f"Registration failed: {reason}", report=report)
     if run.returncode == 2:
         return RegistrationOutcome("bad-input", reason)
+    if run.returncode == 3:
+        # The engine's one line, "<output>: no space left on device": the message bar and the log show it as is.
+        return RegistrationOutcome("output-error", reason)
     return RegistrationOutcome("error", f"geomreg stopped with exit code {run.returncode}: {reason}")
 
 
@@ -175,7 +184,13 @@ def _run_in_process(
             reg.write(staged_output, mode=request.write_mode)
     except CanceledByUser:
         return RegistrationOutcome("canceled", "Registration cancelled: nothing was written.")
-    except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
+    except OSError as exc:
+        if hasattr(exc, "cause") and hasattr(exc, "path"):  # geomreg.OutputError: the same line the CLI prints
+            staging_dir = os.path.dirname(staged_output) + os.sep
+            out_dir = os.path.dirname(os.path.abspath(request.output)) + os.sep
+            return RegistrationOutcome("output-error", str(exc).replace(staging_dir, out_dir))
+        return RegistrationOutcome("bad-input", str(exc))
+    except ValueError as exc:
         return RegistrationOutcome("bad-input", str(exc))
     except Exception as exc:  # noqa: BLE001 (any engine error must reach the user as a message, not kill QGIS)
         log(traceback.format_exc())
@@ -306,10 +321,10 @@ def _publish(
         existing = [dst for _, dst in moves if os.path.exists(dst)]
         if existing:
             return RegistrationOutcome("bad-input", f"Output '{existing[0]}' already exists (tick 'Overwrite' to replace it).")
-    published: dict[str, str] = {}
-    for src, dst in moves:
-        _move_atomically(src, dst)
-        published[src] = dst
+    try:
+        published = _swap_in(moves)
+    except _PublishError as exc:
+        return RegistrationOutcome("output-error", str(exc))
     final_report = _retarget_paths(outcome.report, published)
     assert isinstance(final_report, dict)
     gpkgs = [dst for src, dst in published.items() if dst.lower().endswith(".gpkg")]
@@ -342,7 +357,10 @@ def _publish_failure_report(
     destination = _destination(staged[0], request, "", report_path)
     if os.path.exists(destination) and not request.overwrite:
         return outcome
-    _move_atomically(str(staged[0]), destination)
+    try:
+        _swap_in([(str(staged[0]), destination)])
+    except _PublishError as exc:
+        return replace(outcome, message=f"{outcome.message} (its report could not be kept: {exc})")
     return replace(outcome, message=f"{outcome.message} (report: {destination})", report_path=destination)
 
 
@@ -351,6 +369,49 @@ def _pick_tie_points(gpkgs: list[str]) -> str:
         if "tie" in Path(path).name.lower() or "point" in Path(path).name.lower():
             return path
     return gpkgs[0] if gpkgs else ""
+
+
+def machine_fault_message(path: str, exc: OSError) -> str:
+    """The line geomreg prints for an output the machine could not take: "<path>: no space left on device"."""
+    return f"{path}: {(exc.strerror or str(exc)).lower()}"
+
+
+class _PublishError(Exception):
+    pass
+
+
+def _swap_in(moves: list[tuple[str, str]]) -> dict[str, str]:
+    """Moves the staged files to their destinations all or nothing: existing files are first renamed to
+    backups beside them, then the new ones moved in; a failure puts the backups back and removes what
+    was moved, so the previous set stays whole. Raises _PublishError with the one-line reason."""
+    token = uuid.uuid4().hex[:8]
+    backups: list[tuple[str, str]] = []
+    published: dict[str, str] = {}
+    current = moves[0][1] if moves else ""
+    try:
+        for _, dst in moves:
+            current = dst
+            if os.path.exists(dst):
+                bak = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.{token}.old")
+                os.replace(dst, bak)
+                backups.append((bak, dst))
+        for src, dst in moves:
+            current = dst
+            _move_atomically(src, dst)
+            published[src] = dst
+    except OSError as exc:
+        for dst in published.values():
+            if not any(d == dst for _, d in backups):
+                with contextlib.suppress(OSError):
+                    os.remove(dst)
+        for bak, dst in backups:
+            with contextlib.suppress(OSError):
+                os.replace(bak, dst)
+        raise _PublishError(machine_fault_message(current, exc)) from exc
+    for bak, _ in backups:
+        with contextlib.suppress(OSError):
+            os.remove(bak)
+    return published
 
 
 def _move_atomically(src: str, dst: str) -> None:

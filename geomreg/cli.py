@@ -1,7 +1,9 @@
 """The `geomreg` command line: `register`, `sample`, `train`, and the commands that installed packages add
 through the `geomreg.commands` entry-point group (`batch`, from pipelines).
 
-Exit codes: 0 registered, 1 registration failed, 2 bad input (the message names the file and the problem).
+Exit codes: 0 registered, 1 registration failed, 2 bad input (the message names the file and the problem),
+3 the outputs could not be written (no space left, permission denied, read-only file system, a vanished
+folder: one line "<path>: <cause>", the previous outputs kept). See docs/failure_modes.md.
 
 `geomreg register --progress-json` is for programs that drive the CLI (the QGIS plugin): no tqdm bars,
 and stderr carries one JSON object per line instead of text:
@@ -32,7 +34,9 @@ from typing import Iterator
 
 import click
 
-from geomreg.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, config_from_options, registration_options
+from geomreg.cli_options import (
+    EXIT_BAD_INPUT, EXIT_CODES_REGISTER, EXIT_FAILED, EXIT_OK, EXIT_OUTPUT, config_from_options, registration_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 # each naming a click command. The library never imports those packages itself.
 COMMANDS_GROUP = "geomreg.commands"
 
-__all__ = ["main", "registration_options", "config_from_options", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT",
+__all__ = ["main", "registration_options", "config_from_options", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_OUTPUT",
            "COMMANDS_GROUP"]
 
 
@@ -123,13 +127,14 @@ def _honour_sigint() -> None:
 
 
 def _guard(f):
-    """Bad input -> message on stderr and exit 2, never a traceback. With --progress-json every way out
+    """Bad input -> message on stderr and exit 2, outputs the machine cannot take -> one line "<path>: <cause>"
+    and exit 3, never a traceback for those. With --progress-json every way out
     is a JSON line: the error event (for an unexpected exception with its traceback, exit code 1)."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         from geomreg.api import MatcherUnavailable
-        from geomreg.geo.errors import InputError
+        from geomreg.geo.errors import InputError, OutputError
 
         as_json = bool(kwargs.get("progress_json"))
         if as_json:
@@ -138,6 +143,8 @@ def _guard(f):
             return f(*args, **kwargs)
         except InputError as e:
             _fail(str(e), EXIT_BAD_INPUT, as_json)
+        except OutputError as e:
+            _fail(str(e), EXIT_OUTPUT, as_json)
         except MatcherUnavailable as e:
             _fail(f"{e} (try --matcher cfog)", EXIT_BAD_INPUT, as_json)
         except KeyboardInterrupt:
@@ -191,7 +198,7 @@ def _summary(reg, out: Path | None, failure_to_stderr: bool = True) -> None:
             click.echo(f"  report: {reg.outputs['report']}", err=failure_to_stderr)
 
 
-@main.command("register", cls=_JsonUsageErrors)
+@main.command("register", cls=_JsonUsageErrors, epilog=EXIT_CODES_REGISTER)
 @click.argument("reference", type=str)
 @click.argument("moving", type=str)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Registered raster (GeoTIFF/COG).")
@@ -213,9 +220,12 @@ def register_command(reference, moving, output, mode, overwrite, progress, progr
 
         check_output_path(output, (reference, moving), overwrite)  # refuse before spending time on matching
         out = Path(output)
+        from geomreg._native_stderr import native_stderr_as_log
+
         # register() writes the outputs itself, so its progress covers writing and a stop leaves nothing.
-        reg = register(reference, moving, out, matcher=matcher, device=device, checkpoint=checkpoint, overwrite=overwrite,
-                       mode=mode, progress=JsonProgress() if progress_json else progress, config=cfg)
+        with native_stderr_as_log():  # libtiff's own lines on a full disk: the error line says it once
+            reg = register(reference, moving, out, matcher=matcher, device=device, checkpoint=checkpoint, overwrite=overwrite,
+                           mode=mode, progress=JsonProgress() if progress_json else progress, config=cfg)
         if progress_json:
             _summary(reg, out, failure_to_stderr=False)  # stdout: stderr carries JSON only
             emit_json(_result_event(reg))

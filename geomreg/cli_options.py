@@ -13,6 +13,30 @@ import click
 from geomreg.geo.config import TRANSFORM_CHOICES
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# The machine could not take the outputs: no space left, permission denied, read-only file system, a folder
+# that vanished. One line names the output and the cause; what was there before is kept (docs/failure_modes.md).
+EXIT_OUTPUT = 3
+# `geomreg batch`: the Dask scheduler went away in the middle of the batch; complete outputs are kept.
+EXIT_CLUSTER_LOST = 4
+
+# The help epilogs (\b keeps click from re-flowing the lines).
+EXIT_CODES_REGISTER = """\b
+Exit codes:
+  0  registered
+  1  registration failed (the report says why), or interrupted
+  2  bad input: a missing or corrupt raster, bad options, an output clash (the message names the file)
+  3  the outputs could not be written: no space left, permission denied, read-only file system, the output
+     folder vanished (one line: <path>: <cause>); what was there before is kept, nothing half-written
+See docs/failure_modes.md."""
+
+EXIT_CODES_BATCH = """\b
+Exit codes:
+  0  every pair registered (or complete already)
+  1  some pair failed or had bad input (the summary table says which and why), or interrupted
+  2  bad manifest or options
+  3  some pair's outputs, or the batch summary, could not be written (no space left, read-only, ...)
+  4  the Dask scheduler was lost mid-batch: complete outputs are kept; rerun the same command to do the rest
+See docs/failure_modes.md."""
 
 F = TypeVar("F", bound=Callable)
 

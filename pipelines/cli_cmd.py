@@ -2,11 +2,15 @@
 
 The `geomreg` CLI finds this command through the `geomreg.commands` entry point in pyproject.toml.
 
-Exit codes: 0 every pair registered (or already complete), 1 any pair failed, 2 bad manifest or options.
+Exit codes: 0 every pair registered (or already complete), 1 any pair failed, 2 bad manifest or options,
+3 some pair's outputs or the batch summary could not be written (no space left, read-only, ...), 4 the Dask
+scheduler was lost mid-batch (complete outputs kept; rerun to finish). See docs/failure_modes.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import logging
 import sys
@@ -14,23 +18,29 @@ from pathlib import Path
 
 import click
 
-from geomreg.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, registration_options
+from geomreg.cli_options import (
+    EXIT_BAD_INPUT, EXIT_CLUSTER_LOST, EXIT_CODES_BATCH, EXIT_FAILED, EXIT_OUTPUT, registration_options,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _guard(f):
-    """Bad manifest or options -> message and exit 2; Ctrl-C -> exit 1; never a traceback for those."""
+    """Bad manifest or options -> message and exit 2; a summary or output folder the machine cannot take -> one
+    line "<path>: <cause>" and exit 3; Ctrl-C -> exit 1; never a traceback for those."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        from geomreg.geo.errors import InputError
+        from geomreg.geo.errors import InputError, OutputError
 
         try:
             return f(*args, **kwargs)
         except InputError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except OutputError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_OUTPUT)
         except KeyboardInterrupt:
             click.echo("interrupted: the pairs reported done are complete; run the same command again to do the rest "
                        "(complete outputs are skipped)", err=True)
@@ -39,7 +49,7 @@ def _guard(f):
     return wrapper
 
 
-@click.command("batch")
+@click.command("batch", epilog=EXIT_CODES_BATCH)
 @click.argument("manifest", type=str)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: default outputs <moving name>_registered.tif and relative output paths go here.")
@@ -78,14 +88,15 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
     from pipelines.cluster import ClusterOptions, describe, open_client
     from pipelines.manifest import MATCHERS, BatchDefaults, load_manifest
     from pipelines.report import format_table, write_summary
-    from pipelines.runner import run_batch
+    from pipelines.runner import ClusterLost, run_batch
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        # Dask logs every connection at INFO; without -v only its errors matter here. Importing distributed
-        # sets its loggers' levels, so this comes after the import.
+        # Dask logs every connection at INFO, and a lost scheduler as tracebacks at ERROR; without -v the
+        # batch's own lines say what happened (pair reasons, a lost scheduler). Importing distributed sets its
+        # loggers' levels, so this comes after the import.
         import distributed  # noqa: F401
 
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     config_from_options(**kw)  # the command-line values must be valid on their own (exit 2 otherwise)
     defaults = BatchDefaults(
         transform=kw["transform"], tile_size=kw["tile_size"], overlap=kw["overlap"], max_shift=str(kw["max_shift"]),
@@ -102,7 +113,11 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         from geomreg.geo.errors import InputError
+        from geomreg.geo.outputs import output_error
 
+        err = output_error(e, out)
+        if err is not None and err.errno != errno.ENOENT:
+            raise err from None  # read-only, permission denied, no space: exit 3
         raise InputError(f"the output folder cannot be created: {e.strerror or e}", out) from None
     if scheduler and (workers or threads_per_worker):
         click.echo("note: --workers/--threads-per-worker size a LocalCluster; ignored with --scheduler", err=True)
@@ -111,12 +126,30 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
                           dashboard_address=dash, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key,
                           worker_timeout=worker_timeout)
     click.echo(f"{len(jobs)} pair(s) from {manifest} -> {out}")
-    with open_client(opts) as cluster:
-        click.echo(describe(cluster))
-        click.echo(f"dashboard: {cluster.dashboard or 'not available'}")
-        result = run_batch(cluster.client, jobs, overwrite=overwrite, progress=progress, device=device, gpu=cluster.gpu,
-                           op_threads=cluster.op_threads)
+    try:
+        with open_client(opts) as cluster:
+            click.echo(describe(cluster))
+            click.echo(f"dashboard: {cluster.dashboard or 'not available'}")
+            result = run_batch(cluster.client, jobs, overwrite=overwrite, progress=progress, device=device, gpu=cluster.gpu,
+                               op_threads=cluster.op_threads)
+    except ClusterLost as e:
+        _cluster_lost(e, out)
     click.echo(format_table(result))
     paths = write_summary(result, out)
     click.echo(f"summary: {paths['json']}")
     sys.exit(result.exit_code)
+
+
+def _cluster_lost(e, out: Path) -> None:
+    """The scheduler went away: what is done is complete and stays; say so, keep a summary, exit 4."""
+    from geomreg.geo.errors import OutputError
+
+    from pipelines.report import format_table, write_summary
+
+    click.echo(format_table(e.partial))
+    with contextlib.suppress(OutputError):
+        click.echo(f"summary: {write_summary(e.partial, out)['json']}")
+    done = sum(1 for p in e.partial.pairs if p.ok)
+    click.echo(f"error: {e}; the {done} pair(s) reported done are complete and kept. Start a scheduler and run the same "
+               "command again to do the rest (complete outputs are skipped).", err=True)
+    sys.exit(EXIT_CLUSTER_LOST)

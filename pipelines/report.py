@@ -37,7 +37,7 @@ def format_table(result: BatchResult) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(COLUMNS[-1]))
     counts = result.counts()
-    order = ("registered", "skipped", "failed", "error")
+    order = ("registered", "skipped", "failed", "error", "not run")
     summary = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
     rate = f", {result.tiles} tiles at {result.tiles_per_s:.2f} tiles/s" if result.tiles else ""
     lines.append(f"{len(result.pairs)} pairs: {summary} in {result.wall_s:.1f} s on {result.n_workers} worker(s){rate}")
@@ -60,24 +60,25 @@ def rows(result: BatchResult) -> list[dict]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    # A temporary file then a rename; a fault of the machine comes out as geomreg.OutputError naming `path`.
+    from geomreg.geo.outputs import atomic_output
+
+    with atomic_output(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_summary(result: BatchResult, out_dir: str | os.PathLike, stem: str = "batch_summary") -> dict[str, Path]:
     """`<out_dir>/batch_summary.json` (with totals) and `.csv` (one row per pair), written atomically."""
+    from geomreg.geo.outputs import machine_faults
+
     d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    paths = {"json": d / f"{stem}.json", "csv": d / f"{stem}.csv"}
+    with machine_faults(paths["json"]):
+        d.mkdir(parents=True, exist_ok=True)
     data = rows(result)
     doc = {"pairs": data, "counts": result.counts(), "wall_s": round(result.wall_s, 3), "tiles": result.tiles,
            "tiles_per_s": None if not result.tiles else round(result.tiles_per_s, 4), "workers": result.n_workers,
            "ok": result.ok}
-    paths = {"json": d / f"{stem}.json", "csv": d / f"{stem}.csv"}
     _atomic_write(paths["json"], json.dumps(doc, indent=2))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(data[0]) if data else ["index"])

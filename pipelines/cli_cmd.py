@@ -96,7 +96,8 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
         # loggers' levels, so this comes after the import.
         import distributed  # noqa: F401
 
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # distributed gives some loggers their own level
     config_from_options(**kw)  # the command-line values must be valid on their own (exit 2 otherwise)
     defaults = BatchDefaults(
         transform=kw["transform"], tile_size=kw["tile_size"], overlap=kw["overlap"], max_shift=str(kw["max_shift"]),

@@ -251,7 +251,12 @@ class OutputState:
 def output_state(job: PairJob) -> OutputState:
     """Whether a pair's outputs are complete. The report is written last and atomically, so a report that
     says 'registered' next to a readable raster and both tie point files means the pair is done."""
+    from geomreg.geo.outputs import leftovers
+
     files = sidecars(job.output)
+    if any(q.name.endswith(".swap.json") for q in leftovers(job.output, tuple(p.name for p in files.values()))):
+        # A crash in the middle of replacing the set: the files may mix two runs; writing rolls it back first.
+        return OutputState("partial", "an interrupted replacement (its journal is there)")
     present = {k: p.exists() for k, p in files.items()}
     if not any(present.values()):
         return OutputState("absent")

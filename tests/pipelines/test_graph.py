@@ -114,3 +114,29 @@ def test_remove_partials_only_touches_this_outputs_temporaries(tmp_path):
         q.write_text("x")
     assert sorted(remove_partials(out)) == sorted(mine)
     assert all(q.exists() for q in others)
+
+
+def test_a_set_with_a_swap_journal_is_partial_and_rolled_back_by_the_next_write(tmp_path):
+    """A crash in the middle of replacing a pair's outputs leaves a journal: the batch redoes the pair, and its
+    write first puts the previous set back (geomreg.geo.outputs.OutputSet)."""
+    from pipelines.graph import OutputState
+
+    out = tmp_path / "p.tif"
+    files = sidecars(out)
+    for k, q in files.items():
+        q.write_text(f"old {k}")
+    # The swap had moved the old raster to its backup and the new raster in, then died.
+    backup = tmp_path / ".p.tif.0123abcd.old"
+    files["raster"].rename(backup)
+    files["raster"].write_text("new raster")
+    entries = [{"final": str(q), "staged": str(tmp_path / f".{q.name}.0123abcd.new"),
+                "backup": str(tmp_path / f".{q.name}.0123abcd.old")} for q in files.values()]
+    (tmp_path / ".p.tif.0123abcd.swap.json").write_text(json.dumps({"pid": -1, "host": "elsewhere", "entries": entries}))
+
+    class Job:
+        output = str(out)
+
+    assert output_state(Job()) == OutputState("partial", "an interrupted replacement (its journal is there)")
+    remove_partials(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(q.name for q in files.values())
+    assert {k: q.read_text() for k, q in files.items()} == {k: f"old {k}" for k in files}

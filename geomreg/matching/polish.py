@@ -43,10 +43,11 @@ class PolishConfig:
     # (maps and depth renderings), not a sharper reading of the same one.
     agree_px: float = 1.5
     # Only they are returned when at least this many are polished, and at least this share of the templates
-    # tried: where CFOG localises few of them (map renderings: 9-22 % on the validation split, against 20-80 %
-    # on the other modalities) its peaks are less reliable than the network, which then keeps its own.
+    # tried. The share is off by default: at 0.15 it kept the network's points on the map renderings of the
+    # validation split (CFOG localises 9-22 % there) but also on hard SAR-like instances, where the polish is
+    # what makes them precise (docs/precision.md).
     min_polished: int = 16
-    min_polished_share: float = 0.15
+    min_polished_share: float = 0.0
     # Templates are searched +-search_radius px around the model's prediction: the network's points lie
     # within +-2 px of it, so 3 px covers them with a neighbour on each side for the sub-pixel fit.
     search_radius: int = 3

@@ -31,6 +31,7 @@ from geomreg.matching.api import Matcher, MatcherConfig
 from geomreg.matching.coarse import CoarseMatches
 from geomreg.matching.guided import GuideConfig
 from geomreg.matching.model import RegNetMamba2
+from geomreg.matching.polish import PolishedMatcher
 from geomreg.nn.mamba2 import MixerConfig
 
 
@@ -38,6 +39,14 @@ def texture(size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 3)
     return (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
+
+
+def related_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ref, mov): mov is ref's content shifted by (3.3, -2.6) px (a reference point x lies at x + (3.3, -2.6))."""
+    big = texture(size + 16, 0)
+    M = np.float32([[1, 0, 8 - 3.3], [0, 1, 8 + 2.6]])  # mov(q) = big(q + 8 - shift); ref = big[8:, 8:]
+    mov = cv2.warpAffine(big, M, (size, size), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    return big[8 : 8 + size, 8 : 8 + size].copy(), mov
 
 
 def cpu_summary() -> dict:
@@ -77,6 +86,9 @@ def main() -> None:
     ap.add_argument("--fine-window", type=int, default=None, help="fine window side at inference (default: the model's)")
     ap.add_argument("--no-guide", action="store_true", help="one fine pass (MatcherConfig(guide=None)) instead of the guided second one")
     ap.add_argument("--no-consensus", action="store_true", help="guided pass around the MAGSAC guide only (GuideConfig(consensus_rounds=0))")
+    ap.add_argument("--polish", action="store_true",
+                    help="the default matcher: tie points polished by CFOG (geomreg.matching.polish), on a related pair "
+                         "(the moving texture is the reference shifted by (3.3, -2.6) px, so there is something to polish)")
     ap.add_argument(
         "--fine-matches", type=int, default=None, help="matches the fine stage refines when no checkpoint is given (default: the cap, CoarseConfig.max_matches)"
     )
@@ -107,20 +119,22 @@ def main() -> None:
     if args.ssd_backend != "model":
         use_ssd_backend(m.model, args.ssd_backend)
     n_params = sum(p.numel() for p in m.model.parameters())
+    matcher = PolishedMatcher(m) if args.polish else m
     rows = []
     for s in args.sizes:
-        ref, mov = texture(s, 0), texture(s, 1)
-        m.match(ref, mov)  # warm-up
+        ref, mov = related_pair(s) if args.polish else (texture(s, 0), texture(s, 1))
+        matcher.match(ref, mov)  # warm-up
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            m.match(ref, mov)
+            matcher.match(ref, mov)
             times.append(time.perf_counter() - t)
         rows.append({"size": s, "median_s": statistics.median(times), "min_s": min(times)})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     allocator = os.environ.get("GEOMREG_CPU_ALLOCATOR") or "freed memory kept"
     cpu = cpu_summary()
     passes = "one fine pass" if args.no_guide else "guided second fine pass" + ("" if args.no_consensus else ", heatmap consensus")
+    passes += ", CFOG polish (related pair)" if args.polish else ""
     if m.device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(m.device)}; SSD backend: {args.ssd_backend}; peak GPU memory {torch.cuda.max_memory_allocated(m.device) / 2**20:.0f} MiB")
     print(f"parameters: {n_params / 1e6:.2f} M; threads: {args.threads}; allocator: {allocator}; {passes}; peak RSS {peak_mb:.0f} MB")

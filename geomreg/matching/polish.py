@@ -40,17 +40,20 @@ class PolishConfig:
     model_threshold_px: float = 3.0
     min_model_inliers: int = 8
     # A polished point further than this from the network's model is CFOG locking onto other structure
-    # (maps and depth renderings), not a sharper reading of the same one.
-    agree_px: float = 1.5
+    # (maps and depth renderings), not a sharper reading of the same one. Where the network is a pixel or more
+    # off (hard SAR-like instances) a tighter bound, or a smaller search, leaves the truth outside: on the
+    # precision benchmark's SAR-like instances (network 1.07 px) 1.5 px / +-3 px gave 0.25 px median, p90
+    # 1.18; 2 px / +-4 px with at least 8 polished points 0.13 / 0.26 (benchmarks/precision.py).
+    agree_px: float = 2.0
     # Only they are returned when at least this many are polished, and at least this share of the templates
     # tried. The share is off by default: at 0.15 it kept the network's points on the map renderings of the
     # validation split (CFOG localises 9-22 % there) but also on hard SAR-like instances, where the polish is
     # what makes them precise (docs/precision.md).
-    min_polished: int = 16
+    min_polished: int = 8
     min_polished_share: float = 0.0
     # Templates are searched +-search_radius px around the model's prediction: the network's points lie
-    # within +-2 px of it, so 3 px covers them with a neighbour on each side for the sub-pixel fit.
-    search_radius: int = 3
+    # within +-2 px of its consensus, and the sub-pixel fit needs a neighbour on each side of the peak.
+    search_radius: int = 4
     # One template per cell of this many px that holds network points, on the cell's most corner-like pixel
     # (CFOGMatcher.localise), as CFOG spaces its own: templates closer than half their side share most of
     # their pixels and so their errors, which the fusion's held-out model choice takes for a local distortion

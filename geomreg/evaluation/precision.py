@@ -544,7 +544,7 @@ def sweep_figure(rows: Sequence[dict], path) -> None:
     a.set(xlabel="fractional part of the shift (px)", ylabel="median model error (px)", title="model grid RMSE (failures = inf, clipped at 5)")
     a.set_yscale("log")
     b.axhline(0, color="k", lw=0.8)
-    b.set(xlabel="fractional part of the shift (px)", ylabel="fitted - true shift (px)", title="bias of the fitted translation (median over images, mov px)")
+    b.set(xlabel="fractional part of the shift (px)", ylabel="fitted - true shift, moving px", title="bias of the fitted shift (median over images)")
     a.legend(fontsize=8)
     b.legend(fontsize=7, ncol=2)
     for ax in (a, b):

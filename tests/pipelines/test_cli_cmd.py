@@ -56,7 +56,7 @@ def test_bad_manifests_and_options_exit_2_without_starting_a_cluster(tmp_path):
     r = _batch(m, "--out", tmp_path / "out", "--max-shift", "far")
     assert r.exit_code == 2 and "cannot read max_shift 'far'" in r.output
     r = _batch(m, "--out", tmp_path / "out", "--matcher", "sift")
-    assert r.exit_code == 2 and "choose one of regnetmamba2, cfog, regnetmamba2+cfog" in r.output
+    assert r.exit_code == 2 and "choose one of auto, regnetmamba2, regnetmamba2+polish, cfog, regnetmamba2+cfog" in r.output
     (tmp_path / "file").write_text("")
     r = _batch(m, "--out", tmp_path / "file")
     assert r.exit_code == 2

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from geomreg.geo.config import RegistrationConfig, parse_max_shift
 from geomreg.geo.errors import InputError
+from geomreg.geo.memory import parse_memory
 from geomreg.geo.fusion import fuse
 from geomreg.geo.plan import RegistrationPlan, plan_registration, refine_plan
 from geomreg.geo.registration import Registration
@@ -25,7 +26,7 @@ from geomreg.matching.types import ImageMatcher
 
 log = logging.getLogger(__name__)
 
-__all__ = ["register", "resolve_matcher", "build_config", "run_tiles", "ProgressCallback", "ProgressEvent", "ProgressTracker",
+__all__ = ["register", "resolve_matcher", "build_config", "run_tiles", "register_tiles", "ProgressCallback", "ProgressEvent", "ProgressTracker",
            "STAGES"]
 
 ProgressCallback = Callable[[float, str], None]
@@ -125,6 +126,8 @@ def build_config(config: RegistrationConfig | None = None, **options: Any) -> Re
     """RegistrationConfig from keyword options (None values are ignored; max_shift accepts '300m')."""
     cfg = config or RegistrationConfig()
     opts = {k: v for k, v in options.items() if v is not None}
+    if "max_memory" in opts:
+        opts["max_memory"] = parse_memory(opts["max_memory"])
     if "max_shift" in opts:
         value, unit = parse_max_shift(opts["max_shift"])
         opts["max_shift"] = value
@@ -169,31 +172,77 @@ def run_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool = Fa
     bs = plan.config.batch_size
     if plan.needs_coarse:
         t0 = time.perf_counter()
-        coarse = _batched(plan.coarse_tasks, matcher, bs, progress, "coarse tiles", tracker)
+        coarse = _batched(plan.coarse_tasks, matcher, bs, progress, "coarse tiles", tracker, plan.config.max_memory)
         plan = refine_plan(plan, coarse)
         timings["coarse_s"] = round(time.perf_counter() - t0, 4)
     t0 = time.perf_counter()
-    fine = _batched(plan.tasks, matcher, bs, progress, "tiles", tracker)
+    fine = _batched(plan.tasks, matcher, bs, progress, "tiles", tracker, plan.config.max_memory)
     timings["match_s"] = round(time.perf_counter() - t0, 4)
     timings["tiles_per_s"] = round(len(plan.tasks) / max(timings["match_s"], 1e-9), 3)
     return plan, coarse + fine, timings
 
 
-def _batched(tasks, matcher, batch_size: int, progress: bool, desc: str, tracker: ProgressTracker | None = None) -> list[TileMatches]:
+def _batched(tasks, matcher, batch_size: int, progress: bool, desc: str, tracker: ProgressTracker | None = None,
+             max_memory: int | None = None) -> list[TileMatches]:
     from tqdm.auto import tqdm
 
-    out: list[TileMatches] = []
     total = len(tasks)
-    if tracker is not None:
-        tracker.update(desc, 0, total)  # a cancel before the first (possibly long) batch is honoured too
     with tqdm(total=total, desc=desc, unit="tile", disable=not progress, leave=False) as bar:
-        for i in range(0, total, batch_size):
-            chunk = list(tasks[i : i + batch_size])
-            out.extend(match_tiles(chunk, matcher, batch_size=batch_size))
-            bar.update(len(chunk))
-            if tracker is not None:
-                tracker.update(desc, min(i + batch_size, total), total)
+        return _match_chunks(tasks, matcher, batch_size, desc, total, 0, bar, tracker, max_memory)
+
+
+def _match_chunks(tasks, matcher, batch_size: int, desc: str, total: int, done: int, bar, tracker: ProgressTracker | None,
+                  max_memory: int | None) -> list[TileMatches]:
+    """Match tasks a batch at a time; `done` of `total` tiles of the stage were matched before these."""
+    out: list[TileMatches] = []
+    if tracker is not None:
+        tracker.update(desc, done, total)  # a cancel before the first (possibly long) batch is honoured too
+    for i in range(0, len(tasks), batch_size):
+        chunk = list(tasks[i : i + batch_size])
+        out.extend(match_tiles(chunk, matcher, batch_size=batch_size, max_memory=max_memory))
+        bar.update(len(chunk))
+        if tracker is not None:
+            tracker.update(desc, done + min(i + batch_size, len(tasks)), total)
     return out
+
+
+def register_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool = False, *,
+                   tracker: ProgressTracker | None = None, timings: dict | None = None) -> Registration:
+    """Coarse pass when the plan needs one, then the full-resolution tiles matched progressively (a spread
+    sample first, more until the model's uncertainty meets config.max_uncertainty; every tile with
+    config.tiles == "all" or a thin-plate spline: geomreg/geo/sampling.py), fused into a Registration."""
+    from tqdm.auto import tqdm
+
+    from geomreg.geo.sampling import progressive
+
+    cfg = plan.config
+    timings = dict(timings or {})
+    coarse: list[TileMatches] = []
+    bs = cfg.batch_size
+    if plan.needs_coarse:
+        t0 = time.perf_counter()
+        coarse = _batched(plan.coarse_tasks, matcher, bs, progress, "coarse tiles", tracker, cfg.max_memory)
+        plan = refine_plan(plan, coarse)
+        timings["coarse_s"] = round(time.perf_counter() - t0, 4)
+    n = len(plan.tasks)
+    state = {"done": 0, "match_s": 0.0}
+    name = getattr(matcher, "name", type(matcher).__name__)
+    with tqdm(total=n, desc="tiles", unit="tile", disable=not progress, leave=False) as bar:
+
+        def match(tasks) -> list[TileMatches]:
+            t0 = time.perf_counter()
+            out = _match_chunks(tasks, matcher, bs, "tiles", n, state["done"], bar, tracker, cfg.max_memory)
+            state["done"] += len(tasks)
+            state["match_s"] += time.perf_counter() - t0
+            timings["match_s"] = round(state["match_s"], 4)
+            timings["tiles_per_s"] = round(state["done"] / max(state["match_s"], 1e-9), 3)
+            return out
+
+        t0 = time.perf_counter()
+        reg, _ = progressive(plan, match, coarse, timings=timings, matcher_name=name)
+    # fusion rounds: the time of the rounds' fits, not of the matching between them
+    reg.timings["fusion_rounds_s"] = round(time.perf_counter() - t0 - state["match_s"], 4)
+    return reg
 
 
 _CAUSE_VANISHED = "the output folder vanished (no such file or directory)"
@@ -215,6 +264,8 @@ def register(
     checkpoint: str | None = None,
     config: RegistrationConfig | None = None,
     mode: str = "resample",
+    max_memory: int | str | None = None,
+    tiles: str | None = None,
     **options: Any,
 ) -> Registration:
     """Register `moving` onto `reference` (paths or rioxarray DataArrays).
@@ -231,6 +282,12 @@ def register(
     of tiles and around fusion and writing. If it raises, registration stops, nothing written stays behind,
     and the exception propagates. mode: how `output` is written ("resample", "georef", "gcps"; see
     Registration.write).
+
+    max_memory: the RSS tile matching may reach (bytes, or '1.5G', '1500MB'); None: 1.5 GB, or half the
+    machine's memory when that is less (geomreg/geo/memory.py). The matcher's batches shrink to fit it.
+    tiles: "auto" (default) matches a spread sample of tiles, growing until a global model's predicted
+    std over the overlap is at most config.max_uncertainty (0.1 px; reg.uncertainty, report "uncertainty");
+    "all" matches every tile (a thin-plate spline always does).
     """
     t_start = time.perf_counter()
     if config is not None and transform == "auto":
@@ -240,7 +297,8 @@ def register(
     if mode not in WRITE_MODES:
         raise InputError(f"unsupported output mode {mode!r}; choose one of {', '.join(WRITE_MODES)}")
     bars, tracker = _tracker(progress)
-    cfg = build_config(config, transform=transform, tile_size=tile_size, overlap=overlap, max_shift=max_shift, **options)
+    cfg = build_config(config, transform=transform, tile_size=tile_size, overlap=overlap, max_shift=max_shift,
+                       max_memory=max_memory, tiles=tiles, **options)
     tmp: list = []
     try:
         ref_path = _as_path(reference, "reference", tmp)
@@ -257,11 +315,9 @@ def register(
         m = resolve_matcher(matcher, device=device, checkpoint=checkpoint)
         if tracker is not None:
             tracker.begin(len(plan.coarse_tasks) if plan.needs_coarse else 0, expected_tiles(plan), writes=output is not None)
-        plan, tms, t = run_tiles(plan, m, progress=bars, tracker=tracker)
-        timings.update(t)
+        reg = register_tiles(plan, m, progress=bars, tracker=tracker, timings=timings)
         if tracker is not None:
             tracker.update("fusion", 0, 1)
-        reg = fuse(plan, tms, cfg.transform, timings=timings, matcher_name=getattr(m, "name", type(m).__name__))
         reg._tmpdir = tmp  # keeps DataArray temporaries alive as long as the result
         log.info("%s: %s (%s, rmse %.3f px, %d inliers)", mov_path, reg.status, reg.transform_kind, reg.rmse, reg.n_inliers)
         if tracker is not None:

@@ -10,6 +10,7 @@ from geomreg.geo.errors import InputError
 TRANSFORMS = ("translation", "affine", "homography", "poly2", "poly3", "tps")
 TRANSFORM_CHOICES = ("auto",) + TRANSFORMS
 RESAMPLINGS = ("nearest", "bilinear", "cubic")
+TILE_MODES = ("auto", "all")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class RegistrationConfig:
     min_structure: float = 0.03  # tiles whose stretched intensities vary less than this (std) are skipped
     coarse: str = "auto"  # "auto" (when max_shift exceeds coarse_trigger * tile_size), "always", "never"
     coarse_trigger: float = 0.25
-    batch_size: int = 8  # tiles handed to the matcher at once
+    batch_size: int = 8  # most tiles handed to the matcher at once (fewer when max_memory says so)
+    max_memory: int | None = None  # bytes of RSS tile matching may reach; None = geomreg.geo.memory.default_budget()
+    tiles: str = "auto"  # "auto": global models match a spread sample until max_uncertainty is met; "all": every tile
+    max_uncertainty: float = 0.1  # px: largest predicted std of the model over the overlap at which "auto" stops
     inlier_threshold: float = 3.0  # px: residual above which a tie point is an outlier of the fitted transform
     min_inliers: int = 8  # fewer consistent tie points -> status "failed"
     cv_folds: int = 5  # held-out folds used by transform="auto"
@@ -63,6 +67,12 @@ class RegistrationConfig:
             raise InputError("batch_size >= 1, min_inliers >= 3, cv_folds >= 2 and inlier_threshold > 0 are required")
         if self.resampling not in RESAMPLINGS:
             raise InputError(f"resampling must be one of {', '.join(RESAMPLINGS)}, got {self.resampling!r}")
+        if self.max_memory is not None and (not isinstance(self.max_memory, int) or self.max_memory < 256 * 2**20):
+            raise InputError(f"max_memory must be a number of bytes >= 256 MB (e.g. 1.5G), got {self.max_memory!r}")
+        if self.tiles not in TILE_MODES:
+            raise InputError(f"tiles must be one of {', '.join(TILE_MODES)}, got {self.tiles!r}")
+        if not self.max_uncertainty > 0:
+            raise InputError(f"max_uncertainty must be positive (px), got {self.max_uncertainty!r}")
         if self.write_block < 64:
             raise InputError(f"write_block must be >= 64, got {self.write_block!r}")
 

@@ -20,6 +20,7 @@ from geomreg.geo.models import MIN_POINTS, ORDER, Model, fit_robust, residuals
 from geomreg.geo.plan import RegistrationPlan
 from geomreg.geo.tiepoints import coarse_estimate, stack_tie_points as _stack  # noqa: F401 - coarse_estimate: public here too
 from geomreg.geo.tiles import TileMatches
+from geomreg.geo.uncertainty import registration_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,11 @@ def fuse(plan: RegistrationPlan, tile_matches: Sequence[TileMatches], transform:
     if n_inl < cfg.min_inliers:
         return failed(f"only {n_inl} tie points agree with the {kind} transform (at least {cfg.min_inliers} needed)", model, inlier, scores)
     tp = TiePoints.build(plan, ref_px, mov_px, conf, tid, model, inlier)
-    return Registration(plan, "registered", None, model, tp, counts, scores, _timings(timings, t0), matcher_name)
+    reg = Registration(plan, "registered", None, model, tp, counts, scores, _timings(timings, t0), matcher_name)
+    unc = registration_uncertainty(reg)
+    reg.uncertainty = None if unc is None else unc.as_dict()
+    reg.timings["fuse_s"] = round(time.perf_counter() - t0, 4)
+    return reg
 
 
 def _timings(timings: dict | None, t0: float) -> dict:

@@ -92,6 +92,10 @@ class Registration:
         self.timings = dict(timings)
         self.matcher_name = matcher_name
         self.outputs: dict[str, str] = {}
+        # Predicted std of the fitted model over the overlap (geomreg/geo/uncertainty.py), None for a spline or a failure.
+        self.uncertainty: dict | None = None
+        # How many tiles were matched and why matching stopped (geomreg/geo/sampling.py); None when not sampled.
+        self.sampling: dict | None = None
 
     def __getstate__(self) -> dict:
         # Temporary copies of in-memory inputs stay with the process that made them.
@@ -237,6 +241,8 @@ class Registration:
             "plan_notes": list(plan.notes),
             "transform": tr,
             "auto_selection_cv_rmse_px": self.cv_scores,
+            "uncertainty": getattr(self, "uncertainty", None),
+            "tile_sampling": getattr(self, "sampling", None),
             "counts": self.counts,
             "rmse_px": self.rmse, "rmse_map": self.rmse_map, "ce90_px": self.ce90, "ce90_map": self.ce90 * ref.grid.res,
             "n_inliers": self.n_inliers,

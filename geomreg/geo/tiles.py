@@ -12,6 +12,7 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from geomreg.geo.io import apply_stretch, open_raster, read_window
+from geomreg.geo.memory import PeakSampler, batcher_for
 from geomreg.geo.plan import TileTask
 from geomreg.geo.prefetch import prefetch_map
 from geomreg.matching.types import ImageMatcher, MatchResult
@@ -109,15 +110,20 @@ def _to_map(t: _Loaded, res: MatchResult) -> TileMatches:
 
 
 def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: int = 8,
-                read_ahead: int | None = None) -> list[TileMatches]:
+                read_ahead: int | None = None, max_memory: int | None = None) -> list[TileMatches]:
     """Match tasks (in order) with `matcher`; one TileMatches per task, skipped tiles with their reason.
 
     Each call opens the rasters it needs itself (windowed reads only), so it runs unchanged in a
     worker process that received nothing but the tasks. Up to ``read_ahead`` tiles (default: one batch) are
     read in a background thread while the matcher works (geomreg/geo/prefetch.py); 0 reads in line.
+    At most `batch_size` tiles go to the matcher at once, fewer when the memory budget (`max_memory` bytes
+    of RSS; None: the default budget) says so (geomreg/geo/memory.py: calibrated on the first tile, refined
+    on every batch).
     """
     out: list[TileMatches | None] = [None] * len(tasks)
     handles: dict[str, object] = {}
+    side = max((max(t.mov_window[2], t.mov_window[3], t.ref_window[2], t.ref_window[3]) for t in tasks), default=0)
+    batcher = batcher_for(matcher, side, max_memory, batch_size)
 
     def ds(path: str, src):
         if path not in handles:
@@ -130,9 +136,12 @@ def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: in
         def flush() -> None:
             if not pending:
                 return
+            batcher.start()
             t0 = time.perf_counter()
-            results = matcher.match_batch([(p.ref, p.mov) for _, p in pending])
+            with PeakSampler() as peak:
+                results = matcher.match_batch([(p.ref, p.mov) for _, p in pending])
             each = (time.perf_counter() - t0) / len(pending)
+            batcher.observe(len(pending), peak.peak)
             for (i, p), res in zip(pending, results):
                 tm = _to_map(p, res)
                 out[i] = TileMatches(tm.tile_id, tm.level, tm.ref_map, tm.mov_map, tm.confidence, tm.skipped, tm.notes, p.seconds + each)
@@ -149,7 +158,7 @@ def match_tiles(tasks: Sequence[TileTask], matcher: ImageMatcher, batch_size: in
                     continue
                 pending.append((i, _Loaded(loaded.task, _matcher_input(loaded.ref), _matcher_input(loaded.mov),
                                            loaded.ref_valid, loaded.mov_valid, loaded.seconds)))
-                if len(pending) >= batch_size:
+                if len(pending) >= batcher.next_size(batch_size):
                     flush()
         flush()
     finally:

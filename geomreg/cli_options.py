@@ -56,6 +56,14 @@ def registration_options(f: F) -> F:
         click.option("--mov-band", default="auto", show_default=True, help="Moving band: auto, luminance, mean or a band number."),
         click.option("--resolution", type=float, default=None, help="Working pixel size in reference CRS units (default: the coarser scene's)."),
         click.option("--pixel-mode", is_flag=True, help="Accept rasters without a CRS (their pixel grids are compared directly)."),
+        click.option("--max-memory", default=None,
+                     help="Memory (RSS) tile matching may use, e.g. 1.5G or 1500MB; the matcher's batches shrink to fit "
+                          "[default: 1.5G, or half the machine's memory when less]."),
+        click.option("--tiles", "tiles", type=click.Choice(["auto", "all"]), default="auto", show_default=True,
+                     help="auto: match a spread sample of tiles until a global model's predicted std is under "
+                          "--max-uncertainty; all: every tile (a thin-plate spline always uses all)."),
+        click.option("--max-uncertainty", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+                     help="px: largest predicted std of the model over the overlap at which --tiles auto stops."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -69,4 +77,5 @@ def config_from_options(**kw):
     return build_config(
         transform=kw["transform"], tile_size=kw["tile_size"], overlap=kw["overlap"], max_shift=kw["max_shift"],
         ref_band=kw["ref_band"], mov_band=kw["mov_band"], resolution=kw["resolution"], pixel_mode=kw["pixel_mode"] or None,
+        max_memory=kw.get("max_memory"), tiles=kw.get("tiles"), max_uncertainty=kw.get("max_uncertainty"),
     )

@@ -63,6 +63,77 @@ class SamplingRound:
                 "max_std_px": self.max_std_px, "rms_std_px": self.rms_std_px}
 
 
+class TileSampler:
+    """The rounds of progressive matching for one plan: which tiles next, and when to stop.
+
+    Used by geomreg.register (geomreg.api.register_tiles, through `progressive`) and by the Dask batch
+    runner (pipelines/runner.py), so both match the same tiles in the same order.
+
+        s = TileSampler(plan)
+        idx = s.first()
+        while idx:
+            ... match [plan.tasks[i] for i in idx], fuse everything matched so far into reg ...
+            idx = s.after(reg.status, reg.transform_kind, reg.uncertainty)
+        s.summary()
+    """
+
+    def __init__(self, plan: RegistrationPlan) -> None:
+        cfg = plan.config
+        self.n = len(plan.tasks)
+        self.tolerance = cfg.max_uncertainty
+        self.order = spread_order(plan.tasks)
+        self.fixed = cfg.transform if cfg.transform != "auto" else None
+        self.everything = cfg.tiles == "all" or self.fixed == "tps"
+        if self.everything:
+            self.why_all = "every tile requested" if cfg.tiles == "all" else "thin-plate spline requested"
+        else:
+            self.why_all = f"every tile matched before the model std reached {cfg.max_uncertainty:g} px"
+        self.done = 0
+        self.rounds: list[SamplingRound] = []
+        self.stopped: str | None = None
+        self._prev_kind: str | None = None
+
+    def first(self) -> list[int]:
+        """Indices (into plan.tasks) of the first round."""
+        return self._take(self.n if self.everything else min(self.n, FIRST_ROUND))
+
+    def _take(self, target: int) -> list[int]:
+        idx = self.order[self.done : target]
+        self.done = target
+        return idx
+
+    def after(self, status: str, kind: str | None, uncertainty: dict | None) -> list[int]:
+        """Record a round's fusion; the indices of the next round, or [] when matching is done."""
+        unc = uncertainty or {}
+        max_std = unc.get("max_std_px")  # None: not estimable yet (too few tiles) or not a global model
+        kind = kind if status == "registered" else None
+        self.rounds.append(SamplingRound(self.done, status, kind, max_std, unc.get("rms_std_px")))
+        log.info("tiles %d/%d: %s %s, model std max %s px", self.done, self.n, status, kind, max_std)
+        if self.done >= self.n:
+            self.stopped = self.stopped or self.why_all
+            return []
+        if kind == "tps":
+            # A spline follows local distortions: it needs every tile's support.
+            self.stopped = "thin-plate spline chosen: every tile matched"
+            return self._take(self.n)
+        stable = self.fixed is not None or (kind is not None and kind == self._prev_kind)
+        if kind in GLOBAL_KINDS and max_std is not None and max_std <= self.tolerance and stable:
+            self.stopped = f"model std {max_std:.3f} px <= {self.tolerance:g} px"
+            return []
+        self._prev_kind = kind
+        return self._take(min(self.n, max(self.done + MIN_STEP, math.ceil(self.done * GROWTH))))
+
+    def summary(self) -> dict:
+        return {
+            "mode": "all" if self.everything else "progressive",
+            "tiles_total": self.n,
+            "tiles_processed": self.done,
+            "max_uncertainty_px": self.tolerance,
+            "stopped": self.stopped,
+            "rounds": [r.as_dict() for r in self.rounds],
+        }
+
+
 def progressive(
     plan: RegistrationPlan,
     match: Callable[[Sequence[TileTask]], list[TileMatches]],
@@ -70,62 +141,25 @@ def progressive(
     *,
     timings: dict | None = None,
     matcher_name: str | None = None,
-    on_round: Callable[[int, int], None] | None = None,
 ):
-    """Match plan.tasks in spread order, round by round, until the model is pinned down.
+    """Match plan.tasks in spread order, round by round, until the model is pinned down (TileSampler).
 
     match: matches a list of tasks (in the caller's batching, memory budget and progress);
-    prior: already matched tiles (the coarse pass's) passed on to fusion;
-    on_round(done, total): called after each round.
+    prior: already matched tiles (the coarse pass's) passed on to fusion.
     Returns (registration, fine tile matches); registration.sampling holds the rounds and why matching stopped.
     """
-    cfg = plan.config
-    n = len(plan.tasks)
-    order = spread_order(plan.tasks)
-    fixed = cfg.transform if cfg.transform != "auto" else None
-    everything = cfg.tiles == "all" or fixed == "tps"
-    if everything:
-        why_all = "every tile requested" if cfg.tiles == "all" else "thin-plate spline requested"
-    else:
-        why_all = f"every tile matched before the model std reached {cfg.max_uncertainty:g} px"
+    sampler = TileSampler(plan)
     matched: list[TileMatches] = []
-    rounds: list[SamplingRound] = []
-    prev_kind, stop, done = None, None, 0
-    target = n if everything else min(n, FIRST_ROUND)
+    idx = sampler.first()
+    reg = None
     while True:
-        matched.extend(match([plan.tasks[i] for i in order[done:target]]))
-        done = target
-        if on_round is not None:
-            on_round(done, n)
-        reg = fuse(plan, list(prior) + matched, cfg.transform, timings=timings, matcher_name=matcher_name)
-        unc = reg.uncertainty or {}
-        max_std = unc.get("max_std_px")  # None: not estimable yet (too few tiles) or not a global model
-        kind = reg.transform_kind if reg.status == "registered" else None
-        rounds.append(SamplingRound(done, reg.status, kind, max_std, unc.get("rms_std_px")))
-        log.info("tiles %d/%d: %s %s, model std max %s px", done, n, reg.status, kind, max_std)
-        if done >= n:
-            stop = stop or why_all
+        matched.extend(match([plan.tasks[i] for i in idx]))
+        reg = fuse(plan, list(prior) + matched, plan.config.transform, timings=timings, matcher_name=matcher_name)
+        idx = sampler.after(reg.status, reg.transform_kind, reg.uncertainty)
+        if not idx:
             break
-        if kind == "tps":
-            # A spline follows local distortions: it needs every tile's support.
-            stop, target = "thin-plate spline chosen: every tile matched", n
-            continue
-        stable = fixed is not None or (kind is not None and kind == prev_kind)
-        if kind in GLOBAL_KINDS and max_std is not None and max_std <= cfg.max_uncertainty and stable:
-            stop = f"model std {max_std:.3f} px <= {cfg.max_uncertainty:g} px"
-            break
-        prev_kind = kind
-        target = min(n, max(done + MIN_STEP, math.ceil(done * GROWTH)))
-    summary = {
-        "mode": "all" if everything else "progressive",
-        "tiles_total": n,
-        "tiles_processed": done,
-        "max_uncertainty_px": cfg.max_uncertainty,
-        "stopped": stop,
-        "rounds": [r.as_dict() for r in rounds],
-    }
-    reg.sampling = summary
+    reg.sampling = sampler.summary()
     return reg, matched
 
 
-__all__ = ["progressive", "spread_order", "SamplingRound"]
+__all__ = ["TileSampler", "progressive", "spread_order", "SamplingRound"]

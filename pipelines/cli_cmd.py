@@ -77,7 +77,7 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
                   overwrite, dashboard_address, tls_ca_file, tls_cert, tls_key, worker_timeout, progress, **kw):
     """Register every pair of MANIFEST on Dask: a CSV with columns reference,moving[,output] and optional
     per-pair option columns (transform, matcher, checkpoint, tile_size, overlap, max_shift, ref_band,
-    mov_band, resolution, pixel_mode, mode, batch_size), or the same as YAML.
+    mov_band, resolution, pixel_mode, max_memory, tiles, max_uncertainty, mode, batch_size), or the same as YAML.
 
     Outputs are those of `geomreg register` (raster, report, tie points, .points). Complete outputs are
     skipped, so rerunning a manifest finishes an interrupted batch. Prints the dashboard address, a
@@ -102,6 +102,7 @@ def batch_command(manifest, out_dir, scheduler, workers, threads_per_worker, mat
     defaults = BatchDefaults(
         transform=kw["transform"], tile_size=kw["tile_size"], overlap=kw["overlap"], max_shift=str(kw["max_shift"]),
         ref_band=kw["ref_band"], mov_band=kw["mov_band"], resolution=kw["resolution"], pixel_mode=bool(kw["pixel_mode"]),
+        max_memory=kw["max_memory"], tiles=kw["tiles"], max_uncertainty=kw["max_uncertainty"],
         matcher=matcher.strip().lower(), checkpoint=checkpoint, mode=mode, batch_size=batch_size,
     )
     if defaults.matcher not in MATCHERS:

@@ -23,9 +23,11 @@ from geomreg.geo.errors import InputError
 log = logging.getLogger(__name__)
 
 GIB = 1 << 30
-# Measured: RegNetMamba-2 on CPU peaks at 3.6 GB RSS for one batch of four 512 px tiles (its internal
-# batch); the CFOG matcher needs far less (under 300 MB for a whole 2048 px scene).
-MEMORY_PER_WORKER = 4 * GIB
+# A worker's tile matching keeps within the pair's memory budget (default 1.5 GiB, geomreg/geo/memory.py; the
+# budget is also capped at 80 % of the worker's memory limit): with room for the worker process itself and
+# the fusion and writing it also runs, 2 GiB per worker. (Before the budget, RegNetMamba-2 on CPU peaked at
+# 3.1-3.6 GB RSS for one batch of four 512 px tiles.)
+MEMORY_PER_WORKER = 2 * GIB
 DEFAULT_DASHBOARD = "127.0.0.1:8787"
 
 

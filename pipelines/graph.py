@@ -98,8 +98,35 @@ def plan_pair(job: PairJob) -> Planned | TaskFailure:
     return Planned(plan, time.perf_counter() - t0)
 
 
-def match_chunk(tasks: tuple[TileTask, ...], matcher: str, checkpoint: str | None, batch_size: int) -> Chunk | TaskFailure:
-    """Match consecutive tiles of one pair as one batch with the worker's matcher."""
+def worker_memory_limit() -> int | None:
+    """The memory limit of the Dask worker running this task (None outside a worker or without a limit)."""
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+    except (ImportError, ValueError):
+        return None
+    mm = getattr(w, "memory_manager", None)
+    limit = getattr(mm, "memory_limit", None) if mm is not None else getattr(w, "memory_limit", None)
+    return int(limit) if limit else None
+
+
+def device_memory() -> int | None:
+    """Total memory of this worker's CUDA device (None without one); run on every worker by the runner."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.mem_get_info()[1])
+
+
+def match_chunk(tasks: tuple[TileTask, ...], matcher: str, checkpoint: str | None, batch_size: int,
+                max_memory: int | None = None) -> Chunk | TaskFailure:
+    """Match consecutive tiles of one pair with the worker's matcher, in batches of at most batch_size that
+    keep the worker's RSS within the pair's memory budget and 80 % of the worker's memory limit."""
+    from geomreg.geo.memory import memory_budget_for_worker
     from geomreg.geo.tiles import match_tiles
 
     from pipelines.plugin import MatcherUnavailableOnWorker, worker_cache
@@ -112,7 +139,8 @@ def match_chunk(tasks: tuple[TileTask, ...], matcher: str, checkpoint: str | Non
     t0 = time.perf_counter()
     try:
         with cache.matching_lock():
-            matches = match_tiles(list(tasks), m, batch_size=batch_size)
+            matches = match_tiles(list(tasks), m, batch_size=batch_size,
+                                  max_memory=memory_budget_for_worker(max_memory, worker_memory_limit()))
     except Exception as e:  # noqa: BLE001
         if not isinstance(e, InputError):
             log.exception("tiles %s of %s failed", [t.tile_id for t in tasks], tasks[0].moving.path if tasks else "?")
@@ -140,8 +168,32 @@ def refine_pair(planned: Planned, *chunks: Chunk | TaskFailure) -> Planned | Tas
     return Planned(plan, planned.seconds + time.perf_counter() - t0)
 
 
-def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *chunks: Chunk | TaskFailure) -> PairOutcome:
-    """Fuse the tie points of all tiles (coarse chunks first, as geomreg.register does) and write the outputs."""
+def _all_matches(n_coarse: int, chunks) -> list[TileMatches]:
+    return [m for c in chunks[:n_coarse] for m in c.matches] + [m for c in chunks[n_coarse:] for m in c.matches]
+
+
+def assess_round(planned: Planned, n_coarse: int, *chunks: Chunk | TaskFailure) -> tuple | TaskFailure:
+    """A progressive round (geomreg/geo/sampling.py): fuse the tiles matched so far; (status, transform,
+    uncertainty) for the client's TileSampler to decide whether more tiles are needed."""
+    from geomreg.geo.fusion import fuse
+
+    bad = _first_failure(chunks)
+    if bad is not None:
+        return bad
+    plan = planned.plan
+    try:
+        reg = fuse(plan, _all_matches(n_coarse, chunks), plan.config.transform)
+    except Exception as e:  # noqa: BLE001
+        log.exception("fusion of %s failed", plan.moving.path)
+        return TaskFailure("fusion", _reason(e))
+    return reg.status, reg.transform_kind, reg.uncertainty
+
+
+def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *chunks: Chunk | TaskFailure,
+              sampler=None) -> PairOutcome:
+    """Fuse the tie points of all tiles (coarse chunks first, as geomreg.register does) and write the outputs.
+
+    sampler: the pair's TileSampler (geomreg/geo/sampling.py); its rounds go into the report."""
     from geomreg.geo.fusion import fuse
 
     bad = _first_failure(chunks)
@@ -156,7 +208,8 @@ def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *c
     if n_coarse:
         timings["coarse_s"] = round(sum(c.seconds for c in coarse), 4)
     timings["match_s"] = round(match_s, 4)
-    timings["tiles_per_s"] = round(len(plan.tasks) / max(match_s, 1e-9), 3)
+    n_fine = sum(len(c.matches) for c in fine)
+    timings["tiles_per_s"] = round(n_fine / max(match_s, 1e-9), 3)
     name = chunks[0].matcher_name if chunks else job.matcher
     t0 = time.perf_counter()
     try:
@@ -164,6 +217,10 @@ def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *c
     except Exception as e:  # noqa: BLE001
         log.exception("fusion of %s failed", job.moving)
         return PairOutcome("error", f"fusion: {_reason(e)}")
+    if sampler is not None:
+        if sampler.stopped is None:  # every tile in one round: this fusion is the round's
+            sampler.after(reg.status, reg.transform_kind, reg.uncertainty)
+        reg.sampling = sampler.summary()
     fuse_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = Path(job.output)
@@ -289,7 +346,8 @@ def output_state(job: PairJob) -> OutputState:
         return OutputState("different", f"it registers {mov} onto {ref}")
     want = _jsonable({k: getattr(job.config, k) for k in job.config.field_names()})
     have = report.get("config") or {}
-    diff = sorted(k for k in want if k != "batch_size" and have.get(k) != want[k])
+    # Batch size and memory budget change how tiles are batched, not the result.
+    diff = sorted(k for k in want if k not in ("batch_size", "max_memory") and have.get(k) != want[k])
     if diff:
         return OutputState("different", f"it was made with other options ({', '.join(diff)})")
     if report.get("matcher") not in (None, job.matcher):

@@ -31,7 +31,8 @@ WRITE_MODES = ("resample", "georef", "gcps")
 MATCHERS = ("auto", "regnetmamba2", "regnetmamba2+polish", "cfog", "regnetmamba2+cfog")
 REQUIRED = ("reference", "moving")
 # Per-pair option columns that are RegistrationConfig fields, exactly as `geomreg register` takes them.
-REGISTRATION_COLUMNS = ("transform", "tile_size", "overlap", "max_shift", "ref_band", "mov_band", "resolution", "pixel_mode")
+REGISTRATION_COLUMNS = ("transform", "tile_size", "overlap", "max_shift", "ref_band", "mov_band", "resolution", "pixel_mode",
+                        "max_memory", "tiles", "max_uncertainty")
 OTHER_COLUMNS = ("matcher", "checkpoint", "mode", "batch_size")
 KNOWN_COLUMNS = REQUIRED + ("output",) + REGISTRATION_COLUMNS + OTHER_COLUMNS
 
@@ -56,6 +57,9 @@ class BatchDefaults:
     mov_band: str = "auto"
     resolution: float | None = None
     pixel_mode: bool = False
+    max_memory: str | None = None  # per pair and so per worker: the RSS its tile matching may reach (e.g. 1.5G)
+    tiles: str = "auto"
+    max_uncertainty: float = 0.1
     matcher: str = "auto"
     checkpoint: str | None = None
     mode: str = "resample"
@@ -149,6 +153,9 @@ _PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "mov_band": (_as_str, "auto, luminance, mean or a band number"),
     "resolution": (_as_float, "a number"),
     "pixel_mode": (_as_bool, "true or false"),
+    "max_memory": (_as_str, "a size such as 1.5G or 1500MB"),
+    "tiles": (_choice(("auto", "all")), "auto or all"),
+    "max_uncertainty": (_as_float, "a number (px)"),
     "matcher": (_choice(MATCHERS), "one of " + ", ".join(MATCHERS)),
     "checkpoint": (_as_str, "a local file path"),
     "mode": (_choice(WRITE_MODES), "one of " + ", ".join(WRITE_MODES)),

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from pipelines.graph import (
-    Planned, TaskFailure, check_matcher, fuse_pair, match_chunk, output_state, plan_pair, refine_pair, sidecars,
+    Planned, TaskFailure, assess_round, check_matcher, device_memory, fuse_pair, match_chunk, output_state, plan_pair,
+    refine_pair, sidecars,
 )
 from pipelines.manifest import PairJob
 
@@ -136,6 +137,8 @@ class _Pair:
     pending: int = 0  # tile batches not finished yet
     tiles: dict = field(default_factory=dict)  # future key -> number of tiles
     finish: object = None  # future of fuse_pair
+    plan: object = None  # the (refined) plan whose fine tiles are matched
+    sampler: object = None  # the pair's TileSampler (geomreg/geo/sampling.py): which fine tiles, round by round
     futures: list = field(default_factory=list)
     done: bool = False
 
@@ -143,6 +146,29 @@ class _Pair:
 def _chunks(tasks: Sequence, size: int) -> list[tuple]:
     # The same batches geomreg.api.run_tiles hands the matcher: outputs do not depend on the cluster.
     return [tuple(tasks[i : i + size]) for i in range(0, len(tasks), size)]
+
+
+def _smallest_device(client) -> int | None:
+    """Memory of the smallest CUDA device among the workers (None when none reports one)."""
+    try:
+        found = [v for v in client.run(device_memory).values() if v]
+    except Exception as e:  # noqa: BLE001 - sizing falls back to the configured batch
+        log.warning("could not read the workers' device memory (%s): tile batches keep their configured size", e)
+        return None
+    return min(found) if found else None
+
+
+def _tiles_per_task(tasks: Sequence, job: PairJob, device_bytes: int | None) -> int:
+    """Tiles per Dask task: the configured batch on CPU workers (each worker's memory budget then splits it,
+    geomreg/geo/memory.py); on GPU workers as many as the device holds (geomreg.geo.memory.gpu_tiles_per_batch
+    with the network's per-pair working set, measured on CPU and assumed on the device), at most 64."""
+    if not device_bytes or not tasks or not job.matcher.startswith("regnetmamba2"):
+        return job.config.batch_size
+    from geomreg.geo.memory import gpu_tiles_per_batch
+    from geomreg.matching.api import memory_per_pair
+
+    side = max(max(t.mov_window[2], t.mov_window[3]) for t in tasks)
+    return gpu_tiles_per_batch(device_bytes, memory_per_pair(side, side))
 
 
 def _describe_error(fut) -> str:
@@ -205,6 +231,7 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
         if isinstance(r, TaskFailure):
             unavailable[m] = r.reason
     del checks
+    device_bytes = _smallest_device(client) if gpu else None
 
     pairs: dict[int, _Pair] = {}
     kinds: dict[str, tuple[str, _Pair]] = {}
@@ -215,9 +242,9 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
     def postfix() -> None:
         bar.set_postfix_str(f"pairs {len(results)}/{n_total}", refresh=True)
 
-    def submit(pair: _Pair, kind: str, fn, *args, priority: int, resources=None, n: int = 0):
+    def submit(pair: _Pair, kind: str, fn, *args, priority: int, resources=None, n: int = 0, **kwargs):
         key = f"geomreg-{kind}-{pair.job.index}-{len(pair.futures)}-{token}"
-        fut = client.submit(fn, *args, key=key, priority=priority, resources=resources, pure=False)
+        fut = client.submit(fn, *args, key=key, priority=priority, resources=resources, pure=False, **kwargs)
         pair.futures.append(fut)
         kinds[fut.key] = (kind, pair)
         if n:
@@ -234,16 +261,17 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
             client.cancel(live)
         # Dropping the futures lets the scheduler free this pair's tie points on the workers.
         pair.futures.clear()
-        pair.coarse, pair.fine, pair.planned, pair.finish = [], [], None, None
+        pair.coarse, pair.fine, pair.planned, pair.finish, pair.plan, pair.sampler = [], [], None, None, None, None
         log.info("%s %s: %s%s", pair.job.where, pair.job.name, res.status, f" ({res.reason})" if res.reason else "")
         postfix()
 
     def submit_tiles(pair: _Pair, tasks: Sequence, kind: str) -> list:
         futs = []
-        size = pair.job.config.batch_size
+        size = _tiles_per_task(tasks, pair.job, device_bytes)
         for chunk in _chunks(tasks, size):
             futs.append(submit(pair, kind, match_chunk, chunk, pair.job.matcher, pair.job.checkpoint, size,
-                               priority=-pair.job.index, resources=tile_res, n=len(chunk) if kind == "fine" else 0))
+                               pair.job.config.max_memory, priority=-pair.job.index, resources=tile_res,
+                               n=len(chunk) if kind == "fine" else 0))
         pair.pending = len(futs)
         if kind == "fine":
             bar.total += len(tasks)
@@ -252,16 +280,28 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
 
     def submit_fuse(pair: _Pair) -> None:
         pair.finish = submit(pair, "fuse", fuse_pair, pair.job, pair.planned, pair.overwrite, len(pair.coarse),
-                             *pair.coarse, *pair.fine, priority=_PRIO_FINISH)
+                             *pair.coarse, *pair.fine, sampler=pair.sampler, priority=_PRIO_FINISH)
+
+    def submit_round(pair: _Pair, plan, idx: list[int]) -> None:
+        """The next round of a pair's fine tiles (TileSampler order); no tile left: fuse and write."""
+        futs = submit_tiles(pair, [plan.tasks[i] for i in idx], "fine")
+        pair.fine = pair.fine + futs
+        if not futs:
+            submit_fuse(pair)  # no tile: the fusion reports why
+
+    def start_fine(pair: _Pair, plan) -> None:
+        from geomreg.geo.sampling import TileSampler
+
+        pair.fine, pair.sampler = [], TileSampler(plan)
+        pair.plan = plan
+        submit_round(pair, plan, pair.sampler.first())
 
     def after_plan(pair: _Pair, planned: Planned) -> None:
         plan = planned.plan
         if plan.needs_coarse:
             pair.coarse = submit_tiles(pair, plan.coarse_tasks, "coarse")
         else:
-            pair.fine = submit_tiles(pair, plan.tasks, "fine")
-            if not pair.fine:
-                submit_fuse(pair)  # no tile: the fusion reports why
+            start_fine(pair, plan)
 
     try:
         for pair in todo:
@@ -285,7 +325,7 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
             if fut.status == "error":
                 finish(pair, _result(pair.job, "error", f"{kind}: {_describe_error(fut)}"))
                 continue
-            if kind in ("plan", "refine", "fuse"):
+            if kind in ("plan", "refine", "fuse", "assess"):
                 try:
                     value = fut.result()
                 except Exception:  # noqa: BLE001 - e.g. its worker died after it finished and the rerun failed
@@ -300,9 +340,7 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
                 if kind == "plan":
                     after_plan(pair, planned)
                 else:
-                    pair.fine = submit_tiles(pair, planned.plan.tasks, "fine")
-                    if not pair.fine:
-                        submit_fuse(pair)
+                    start_fine(pair, planned.plan)
             elif kind in ("coarse", "fine"):
                 pair.pending -= 1
                 if kind == "fine":
@@ -312,8 +350,21 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
                 if pair.pending == 0:
                     if kind == "coarse":
                         submit(pair, "refine", refine_pair, pair.planned, *pair.coarse, priority=_PRIO_FINISH)
-                    else:
+                    elif pair.sampler.everything:
                         submit_fuse(pair)
+                    else:
+                        # Progressive: fuse what is matched; the sampler decides on more tiles or the end.
+                        submit(pair, "assess", assess_round, pair.planned, len(pair.coarse), *pair.coarse, *pair.fine,
+                               priority=_PRIO_FINISH)
+            elif kind == "assess":
+                if isinstance(value, TaskFailure):
+                    finish(pair, _result(pair.job, "error", f"{value.stage}: {value.reason}"))
+                    continue
+                nxt = pair.sampler.after(*value)
+                if nxt:
+                    submit_round(pair, pair.plan, nxt)
+                else:
+                    submit_fuse(pair)
             elif kind == "fuse":
                 o = value
                 secs = sum(o.seconds.values()) if o.seconds else 0.0

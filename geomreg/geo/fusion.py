@@ -111,7 +111,8 @@ def fuse(plan: RegistrationPlan, tile_matches: Sequence[TileMatches], transform:
     kind_req = transform or cfg.transform
     if kind_req != "auto" and kind_req not in TRANSFORMS:
         raise ValueError(f"unsupported transform {kind_req!r}")
-    fine = [t for t in tile_matches if t.level == "fine"]
+    # In tile order, whatever order they were matched in (progressive rounds, Dask chunks): same tie point order.
+    fine = sorted((t for t in tile_matches if t.level == "fine"), key=lambda t: t.tile_id)
     skipped = Counter(t.skipped for t in fine if t.skipped)
     ref_px, mov_px, conf, tid = _stack(fine, plan)
     n_raw = len(ref_px)

@@ -180,7 +180,7 @@ _LOCK = threading.Lock()
 
 def prior_per_tile(matcher, side: int) -> int | None:
     """The matcher's own estimate of one tile pair's working set (bytes), when it states one."""
-    fn = getattr(matcher, "memory_per_pair", None)
+    fn = getattr(matcher, "memory_per_pair", None) or getattr(getattr(matcher, "base", None), "memory_per_pair", None)
     if not callable(fn):
         return None
     try:
@@ -210,6 +210,21 @@ def memory_budget_for_worker(config_budget: int | None, worker_limit: int | None
     return cap if config_budget is None else min(config_budget, cap)
 
 
+def gdal_cache_mb(budget: int | None) -> int:
+    """GDAL block cache (MB) while an output is written: a tenth of the budget, 64-256 MB (blocks are 512 px:
+    a few rows of them are all the writer reuses)."""
+    b = default_budget() if budget is None else budget
+    return int(max(64, min(256, b // 10 // MIB)))
+
+
+def gpu_tiles_per_batch(device_bytes: int, per_tile_bytes: int, cap: int = 64, share: float = 0.7) -> int:
+    """Tiles a GPU worker takes per batch: `share` of its device memory over the per-tile working set, in
+    [1, cap]. The rest of the device holds the weights, the caching allocator's slack and cuDNN workspaces."""
+    if device_bytes <= 0 or per_tile_bytes <= 0:
+        return 1
+    return max(1, min(cap, int(device_bytes * share // per_tile_bytes)))
+
+
 def timed_peak(fn, *args):
     """(result, seconds, peak RSS) of fn(*args)."""
     t0 = time.perf_counter()
@@ -219,4 +234,4 @@ def timed_peak(fn, *args):
 
 
 __all__ = ["DEFAULT_MAX_MEMORY", "PeakSampler", "TileBatcher", "batcher_for", "current_rss", "default_budget",
-           "memory_budget_for_worker", "parse_memory", "prior_per_tile", "timed_peak"]
+           "gdal_cache_mb", "gpu_tiles_per_batch", "memory_budget_for_worker", "parse_memory", "prior_per_tile", "timed_peak"]

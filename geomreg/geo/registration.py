@@ -301,7 +301,12 @@ class Registration:
             with outputs.OutputSet(finals, overwrite) as oset:
                 staged = oset.staged
                 if mode == "resample":
-                    outputs.write_resampled(self, staged["raster"], progress=progress)
+                    from geomreg.geo.memory import bounded_gdal_cache
+
+                    # GDAL's block cache defaults to 5 % of the machine's memory and fills with the output's dirty
+                    # blocks: bound it so that writing a large scene stays within the memory budget.
+                    with bounded_gdal_cache(self.plan.config.max_memory):
+                        outputs.write_resampled(self, staged["raster"], progress=progress)
                 elif mode == "georef":
                     outputs.write_georef(self, staged["raster"])
                 else:

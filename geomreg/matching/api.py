@@ -40,6 +40,20 @@ class MatcherConfig:
     guide: GuideConfig | None = GuideConfig()
 
 
+# Working set of one tile pair on CPU, above the loaded model (peak RSS of a fresh process matching one pair,
+# minus its RSS before; 2026-12-06, step-13500 weights, 1 thread): 497 MB at 328 px, 834 MB at 584 px (a 512 px
+# tile with its 36 px moving margin), 1165 MB at 840 px; each further pair of a batch adds about as much
+# (584 px: 1.05, 1.82, 3.06 GB peak RSS at batches of 1, 2, 4). Linear in the side, not the area, over this
+# range: the 1,024 fine windows of the guided pass weigh as much as the pyramids.
+_MEM_BASE, _MEM_PER_SIDE_PX = 70 * 2**20, 1.31 * 2**20
+
+
+def memory_per_pair(h: int, w: int, max_side: int = 1024) -> int:
+    """Bytes one (h x w) pair needs while RegNetMamba-2 matches it on CPU (measured model, see above)."""
+    side = min(max(h, w), max_side)
+    return int(_MEM_BASE + _MEM_PER_SIDE_PX * side)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -119,6 +133,10 @@ class Matcher:
 
     def match(self, ref: np.ndarray, mov: np.ndarray) -> MatchResult:
         return self.match_batch([(ref, mov)])[0]
+
+    def memory_per_pair(self, h: int, w: int) -> int:
+        """Prior for the geospatial layer's memory budget (geomreg/geo/memory.py), which then measures."""
+        return memory_per_pair(h, w, self.config.max_side)
 
     @torch.no_grad()
     def match_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[MatchResult]:

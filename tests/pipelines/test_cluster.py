@@ -18,7 +18,7 @@ from pipelines.cluster import GIB, ClusterOptions, local_size, open_client, secu
 def test_local_size():
     # CPU: one single-threaded process per core, capped by memory (4 GiB a worker)
     assert local_size(None, None, cores=8, memory=64 * GIB, gpus=0) == local_size(8, 1, cores=8, memory=64 * GIB, gpus=0)
-    assert local_size(None, None, cores=8, memory=9 * GIB, gpus=0).n_workers == 2
+    assert local_size(None, None, cores=8, memory=9 * GIB, gpus=0).n_workers == 4  # 2 GiB per worker (memory budget)
     assert local_size(None, None, cores=2, memory=1 * GIB, gpus=0).n_workers == 1
     s = local_size(None, 2, cores=8, memory=64 * GIB, gpus=0)
     assert (s.n_workers, s.threads_per_worker, s.op_threads) == (4, 2, 1)

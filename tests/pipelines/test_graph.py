@@ -26,9 +26,14 @@ def _jobs(tmp_path, rows, **kw):
 def _run_in_process(job, overwrite=False):
     planned = plan_pair(job)
     assert isinstance(planned, Planned), planned
-    chunks = [match_chunk(c, job.matcher, job.checkpoint, job.config.batch_size) for c in _chunks(planned.plan.tasks, job.config.batch_size)]
+    from geomreg.geo.sampling import TileSampler
+
+    sampler = TileSampler(planned.plan)  # as the runner does; these pairs have fewer tiles than its first round
+    tasks = [planned.plan.tasks[i] for i in sampler.first()]
+    assert len(tasks) == len(planned.plan.tasks)
+    chunks = [match_chunk(c, job.matcher, job.checkpoint, job.config.batch_size) for c in _chunks(tasks, job.config.batch_size)]
     assert all(isinstance(c, Chunk) for c in chunks)
-    return fuse_pair(job, planned, overwrite, 0, *chunks)
+    return fuse_pair(job, planned, overwrite, 0, *chunks, sampler=sampler)
 
 
 def test_tasks_give_the_outputs_of_geomreg_register(tmp_path, scene_pairs, sequential):
@@ -140,3 +145,46 @@ def test_a_set_with_a_swap_journal_is_partial_and_rolled_back_by_the_next_write(
     remove_partials(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(q.name for q in files.values())
     assert {k: q.read_text() for k, q in files.items()} == {k: f"old {k}" for k in files}
+
+
+def test_match_chunk_keeps_the_workers_memory_budget(monkeypatch, scene_pairs, tmp_path):
+    """A CPU worker's tile batches shrink to fit min(the pair's budget, 80 % of the worker's memory limit)."""
+    import pipelines.graph as graph
+    from geomreg.geo import memory, tiles
+
+    seen = {}
+    real = tiles.match_tiles
+
+    def spy(tasks, matcher, batch_size=8, max_memory=None):
+        seen["max_memory"] = max_memory
+        return real(tasks, matcher, batch_size=batch_size, max_memory=max_memory)
+
+    monkeypatch.setattr(tiles, "match_tiles", spy)
+    monkeypatch.setattr(graph, "worker_memory_limit", lambda: 1 * memory.GIB)
+    p = scene_pairs[0]
+    (job,) = _jobs(tmp_path, [{"reference": p.reference, "moving": p.moving}])
+    planned = plan_pair(job)
+    c = match_chunk(planned.plan.tasks[:2], job.matcher, job.checkpoint, 8, 3 * memory.GIB)
+    assert isinstance(c, Chunk) and len(c.matches) == 2
+    assert seen["max_memory"] == int(0.8 * memory.GIB)
+    match_chunk(planned.plan.tasks[:1], job.matcher, job.checkpoint, 8, 512 * memory.MIB)
+    assert seen["max_memory"] == 512 * memory.MIB
+
+
+def test_gpu_workers_take_batches_sized_for_the_device(scene_pairs, tmp_path):
+    from geomreg.geo.memory import GIB, gpu_tiles_per_batch
+    from geomreg.matching.api import memory_per_pair
+
+    from pipelines.runner import _tiles_per_task
+
+    assert gpu_tiles_per_batch(80 * GIB, 1 * GIB) == 56
+    assert gpu_tiles_per_batch(200 * GIB, 1 * GIB) == 64  # capped
+    assert gpu_tiles_per_batch(1 * GIB, 2 * GIB) == 1
+    p = scene_pairs[0]
+    (job,) = _jobs(tmp_path, [{"reference": p.reference, "moving": p.moving, "matcher": "regnetmamba2"}],
+                   columns=("reference", "moving", "matcher"))
+    tasks = plan_pair(job).plan.tasks
+    side = max(max(t.mov_window[2:]) for t in tasks)
+    n = _tiles_per_task(tasks, job, 80 * GIB)
+    assert n == gpu_tiles_per_batch(80 * GIB, memory_per_pair(side, side)) and n > job.config.batch_size
+    assert _tiles_per_task(tasks, job, None) == job.config.batch_size  # CPU workers: the configured batch

@@ -173,3 +173,33 @@ def test_pairs_that_need_a_coarse_pass(texture, tmp_path):
         result = run_batch(c, jobs, progress=False, device="cpu")
     assert result.ok and result.pairs[0].status == "registered", result.pairs[0].reason
     assert_same_outputs(tmp_path / "out" / "mov_far_registered.tif", seq / "mov_far_registered.tif")
+
+
+def test_progressive_rounds_match_the_tiles_register_matches(texture, tmp_path):
+    """A pair with more tiles than the first round: the batch runner asks for rounds of tiles as geomreg.register
+    does (geomreg/geo/sampling.py), stops at the same tile, and writes the same outputs (in-process cluster)."""
+    from distributed import Client, LocalCluster
+    from tests.geo.scenes import moving_scene, reference_scene, shift
+
+    from pipelines.manifest import BatchDefaults, load_manifest
+    from pipelines.runner import run_batch
+
+    src = tmp_path / "scenes"
+    src.mkdir()
+    ref, g = reference_scene(src, texture, margin=0, size=640, name="ref_big.tif")
+    mov = moving_scene(src, texture, g, shift(-2.37 * 30.0, 1.61 * 30.0), name="mov_big.tif")
+    opts = ["--matcher", "cfog", "--tile-size", "160", "--overlap", "16", "--max-shift", "16", "--transform", "translation"]
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    r = CliRunner().invoke(main, ["register", str(ref), str(mov), "-o", str(seq / "mov_big_registered.tif"), *opts, "--no-progress"])
+    assert r.exit_code == 0, r.output
+    sampling = json.loads((seq / "mov_big_registered_report.json").read_text())["tile_sampling"]
+    assert sampling["mode"] == "progressive" and sampling["tiles_processed"] < sampling["tiles_total"], sampling
+
+    jobs = load_manifest(write_manifest(tmp_path / "pairs.csv", [{"reference": ref, "moving": mov}]), tmp_path / "out",
+                         BatchDefaults(matcher="cfog", tile_size=160, overlap=16, max_shift="16", transform="translation"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as c:
+        result = run_batch(c, jobs, progress=False, device="cpu")
+    assert result.ok and result.pairs[0].status == "registered", result.pairs[0].reason
+    assert result.tiles == sampling["tiles_processed"]
+    assert_same_outputs(tmp_path / "out" / "mov_big_registered.tif", seq / "mov_big_registered.tif")

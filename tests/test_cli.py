@@ -38,6 +38,19 @@ def test_register_ok(pair, tmp_path):
     assert r.exit_code == 2 and "exists already" in r.output and out.stat().st_mtime_ns == before
 
 
+def test_register_memory_budget_and_every_tile(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    r = _run("register", pair.reference, pair.moving, "-o", out, "--matcher", "cfog", "--tile-size", 160, "--overlap", 16,
+             "--max-shift", "300m", "--transform", "translation", "--max-memory", "1.2G", "--tiles", "all",
+             "--max-uncertainty", "0.05", "--no-progress")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out_report.json").read_text())
+    assert rep["config"]["max_memory"] == 1_200_000_000 and rep["config"]["tiles"] == "all"
+    assert rep["config"]["max_uncertainty"] == 0.05
+    assert rep["tile_sampling"]["mode"] == "all" and rep["tile_sampling"]["tiles_processed"] == rep["counts"]["tiles"]
+    assert rep["uncertainty"]["kind"] == "translation" and rep["uncertainty"]["max_std_px"] < 0.2
+
+
 def test_register_failed_exit_1(pair, tmp_path):
     with rasterio.open(pair.reference) as ds:
         prof = ds.profile.copy()
@@ -61,6 +74,8 @@ def test_register_failed_exit_1(pair, tmp_path):
         (["{ref}", "{mov}", "--mov-band", "3"], "unsupported band selection"),
         (["{ref}", "{mov}", "--max-shift", "lots"], "cannot read max_shift"),
         (["{ref}", "{mov}", "--matcher", "nosuchmatcher"], "nosuchmatcher"),
+        (["{ref}", "{mov}", "--max-memory", "lots"], "cannot read max_memory"),
+        (["{ref}", "{mov}", "--max-memory", "10MB"], "at least 256 MB"),
     ],
 )
 def test_register_bad_input_exit_2(pair, tmp_path, args, needle):

@@ -18,7 +18,6 @@ from typing import Any, Callable
 from geomreg.geo.config import RegistrationConfig, parse_max_shift
 from geomreg.geo.errors import InputError
 from geomreg.geo.memory import parse_memory
-from geomreg.geo.fusion import fuse
 from geomreg.geo.plan import RegistrationPlan, plan_registration, refine_plan
 from geomreg.geo.registration import Registration
 from geomreg.geo.tiles import TileMatches, match_tiles
@@ -165,8 +164,9 @@ def expected_tiles(plan: RegistrationPlan) -> int:
 
 def run_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool = False, *,
               tracker: ProgressTracker | None = None) -> tuple[RegistrationPlan, list[TileMatches], dict]:
-    """Coarse pass when the plan needs one, then the full-resolution tiles, in batches with a progress bar
-    (`progress`) and/or a ProgressTracker updated after every batch."""
+    """Coarse pass when the plan needs one, then every full-resolution tile, in batches with a progress bar
+    (`progress`) and/or a ProgressTracker updated after every batch (geomreg.register matches progressively
+    instead: register_tiles)."""
     timings: dict[str, float] = {}
     coarse: list[TileMatches] = []
     bs = plan.config.batch_size

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 
 from geomreg.geo.errors import InputError
@@ -193,7 +192,7 @@ def prior_per_tile(matcher, side: int) -> int | None:
 def batcher_for(matcher, side: int, budget: int | None, max_batch: int) -> TileBatcher:
     """The process's batcher for this matcher, tile side (moving window, px) and budget."""
     b = default_budget() if budget is None else int(budget)
-    key = (id(matcher), int(side), b, int(max_batch))
+    key = (id(matcher), type(matcher).__qualname__, int(side), b, int(max_batch))
     with _LOCK:
         got = _BATCHERS.get(key)
         if got is None:
@@ -225,13 +224,5 @@ def gpu_tiles_per_batch(device_bytes: int, per_tile_bytes: int, cap: int = 64, s
     return max(1, min(cap, int(device_bytes * share // per_tile_bytes)))
 
 
-def timed_peak(fn, *args):
-    """(result, seconds, peak RSS) of fn(*args)."""
-    t0 = time.perf_counter()
-    with PeakSampler() as s:
-        out = fn(*args)
-    return out, time.perf_counter() - t0, s.peak
-
-
 __all__ = ["DEFAULT_MAX_MEMORY", "PeakSampler", "TileBatcher", "batcher_for", "current_rss", "default_budget",
-           "gdal_cache_mb", "gpu_tiles_per_batch", "memory_budget_for_worker", "parse_memory", "prior_per_tile", "timed_peak"]
+           "gdal_cache_mb", "gpu_tiles_per_batch", "memory_budget_for_worker", "parse_memory", "prior_per_tile"]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from geomreg.geo.config import RegistrationConfig, parse_max_shift
 from geomreg.geo.errors import InputError
-from geomreg.geo.memory import parse_memory
+from geomreg.geo.memory import bounded_gdal_cache, parse_memory
 from geomreg.geo.plan import RegistrationPlan, plan_registration, refine_plan
 from geomreg.geo.registration import Registration
 from geomreg.geo.tiles import TileMatches, match_tiles
@@ -310,7 +310,8 @@ def register(
             recover_outputs(output)  # a crash mid-replacement of this output set: the previous set returns first
             check_output_path(output, (ref_path, mov_path), overwrite)
         t0 = time.perf_counter()
-        plan = plan_registration(ref_path, mov_path, cfg)
+        with bounded_gdal_cache(cfg.max_memory):  # the overview read goes through every block of the overlap
+            plan = plan_registration(ref_path, mov_path, cfg)
         timings = {"plan_s": round(time.perf_counter() - t0, 4)}
         m = resolve_matcher(matcher, device=device, checkpoint=checkpoint)
         if tracker is not None:

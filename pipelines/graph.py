@@ -90,7 +90,10 @@ def plan_pair(job: PairJob) -> Planned | TaskFailure:
 
     t0 = time.perf_counter()
     try:
-        plan = plan_registration(job.reference, job.moving, job.config)
+        from geomreg.geo.memory import bounded_gdal_cache
+
+        with bounded_gdal_cache(job.config.max_memory):  # as geomreg.register plans
+            plan = plan_registration(job.reference, job.moving, job.config)
     except Exception as e:  # noqa: BLE001 - a bad pair fails alone, with its reason
         if not isinstance(e, InputError):
             log.exception("%s: planning failed", job.moving)

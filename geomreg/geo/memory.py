@@ -210,10 +210,18 @@ def memory_budget_for_worker(config_budget: int | None, worker_limit: int | None
 
 
 def gdal_cache_mb(budget: int | None) -> int:
-    """GDAL block cache (MB) while an output is written: a tenth of the budget, 64-256 MB (blocks are 512 px:
-    a few rows of them are all the writer reuses)."""
+    """GDAL block cache (MB) within a memory budget: a tenth of it, 64-256 MB (windowed reads and block writes
+    reuse a few rows of 512 px blocks at most)."""
     b = default_budget() if budget is None else budget
     return int(max(64, min(256, b // 10 // MIB)))
+
+
+def bounded_gdal_cache(budget: int | None):
+    """A rasterio.Env whose GDAL block cache is gdal_cache_mb(budget): GDAL's default (5 % of the machine's
+    memory) fills with blocks of a large scene while planning reads its overview and while the output is written."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(budget))
 
 
 def gpu_tiles_per_batch(device_bytes: int, per_tile_bytes: int, cap: int = 64, share: float = 0.7) -> int:
@@ -224,5 +232,5 @@ def gpu_tiles_per_batch(device_bytes: int, per_tile_bytes: int, cap: int = 64, s
     return max(1, min(cap, int(device_bytes * share // per_tile_bytes)))
 
 
-__all__ = ["DEFAULT_MAX_MEMORY", "PeakSampler", "TileBatcher", "batcher_for", "current_rss", "default_budget",
+__all__ = ["DEFAULT_MAX_MEMORY", "bounded_gdal_cache", "PeakSampler", "TileBatcher", "batcher_for", "current_rss", "default_budget",
            "gdal_cache_mb", "gpu_tiles_per_batch", "memory_budget_for_worker", "parse_memory", "prior_per_tile"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from geo.scenes import sample_crops
 
 from geomreg.cli import main
 from geomreg.geo.sample import sample_pair
@@ -49,6 +50,39 @@ def test_register_memory_budget_and_every_tile(pair, tmp_path):
     assert rep["config"]["max_uncertainty"] == 0.05
     assert rep["tile_sampling"]["mode"] == "all" and rep["tile_sampling"]["tiles_processed"] == rep["counts"]["tiles"]
     assert rep["uncertainty"]["kind"] == "translation" and rep["uncertainty"]["max_std_px"] < 0.2
+
+
+# --- the default matcher: no --matcher, the packaged RegNetMamba-2 weights ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`geomreg register REF MOV -o OUT` and nothing else, on 384 px crops of the bundled optical / SAR-like pair
+    (one 512 px tile: about 10 s of CPU); one run shared by the tests below."""
+    d = tmp_path_factory.mktemp("default")
+    ref, mov = sample_crops(d)
+    r = _run("register", ref, mov, "-o", d / "out.tif", "--no-progress")
+    return r, d
+
+
+def test_register_default_matcher_recovers_the_known_offset(default_run, pair, default_matcher_name):
+    r, d = default_run
+    assert r.exit_code == 0, r.output
+    rep = json.loads((d / "out_report.json").read_text())
+    assert rep["status"] == "registered" and rep["matcher"] == default_matcher_name
+    true_shift = np.array(pair.truth["moving_to_reference_affine"])[[2, 5]]  # map units
+    err = np.hypot(*(np.array(rep["transform"]["shift_at_centre_map"]) - true_shift)) / 30
+    print(f"geomreg register (default matcher) on sample_crops: {err:.3f} px from the known offset")
+    # Measured 0.518 px on 2026-12-06 at commit 3053c82 (this test with -s): bound with a 0.25 px margin.
+    assert err < 0.77
+
+
+def test_register_default_matcher_writes_every_output(default_run):
+    r, d = default_run
+    assert "registered: " in r.output
+    assert {p.name for p in d.iterdir()} >= {"out.tif", "out_report.json", "out_tiepoints.gpkg", "out.points"}
+    with rasterio.open(d / "out.tif") as out, rasterio.open(d / "sample_ref.tif") as ref:
+        assert out.crs == ref.crs and out.transform.almost_equals(ref.transform) and out.shape == ref.shape
 
 
 def test_register_failed_exit_1(pair, tmp_path):
@@ -94,13 +128,61 @@ def test_output_equal_to_input_exit_2(pair, tmp_path):
     assert r.exit_code == 2 and "one of the inputs" in r.output
 
 
-def test_sample_command(tmp_path):
-    r = _run("sample", "-o", tmp_path / "s", "--matcher", "cfog", "--no-progress")
+def _known_answer_error(output: str) -> float:
+    assert "error against the known answer" in output, output
+    return float(output.split("error against the known answer: RMSE ")[1].split(" px")[0])
+
+
+def test_sample_auto_uses_the_packaged_network(tmp_path, default_matcher_name):
+    """`geomreg sample` as the README runs it: auto picks the packaged weights, and the answer is checked."""
+    r = _run("sample", "-o", tmp_path / "s", "--no-progress")
     assert r.exit_code == 0, r.output
-    assert "error against the known answer" in r.output
-    err = float(r.output.split("error against the known answer: RMSE ")[1].split(" px")[0])
-    assert err < 0.3
+    assert "note:" not in r.output  # no fallback to CFOG
+    rep = json.loads((tmp_path / "s" / "moving_sar_simulated_registered_report.json").read_text())
+    assert rep["matcher"] == default_matcher_name
+    err = _known_answer_error(r.output)
+    print(f"geomreg sample (auto): {err:.3f} px from the known answer")
+    # Measured 0.419 px on 2026-12-06 at commit 3053c82 (`geomreg sample -o /tmp/s`, or this test with -s):
+    # bound with a 0.2 px margin.
+    assert err < 0.62
+
+
+def test_sample_auto_without_weights_falls_back_to_cfog(tmp_path, hidden_weights):
+    r = _run("sample", "-o", tmp_path / "s", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "no trained RegNetMamba-2 weights are packaged; using the CFOG-style matcher" in r.stderr
+    assert _known_answer_error(r.output) < 0.3
     assert (tmp_path / "s" / "moving_sar_simulated_registered.tif").exists()
+
+
+def test_sample_exit_codes(tmp_path, hidden_weights, monkeypatch):
+    """2: a matcher that cannot be built (named, weights missing); 1: the registration fails (nothing to match)."""
+    r = _run("sample", "-o", tmp_path / "a", "--matcher", "nosuchmatcher", "--no-progress")
+    assert r.exit_code == 2 and "nosuchmatcher" in r.stderr and "Traceback" not in r.output
+    r = _run("sample", "-o", tmp_path / "b", "--matcher", "regnetmamba2", "--no-progress")
+    assert r.exit_code == 2 and "no trained RegNetMamba-2 weights are packaged" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _flat_like(reference: Path, path: Path, size: int = 192) -> Path:
+    """A small moving scene of one grey level inside the reference footprint: no structure to match."""
+    with rasterio.open(reference) as ds:
+        prof = ds.profile.copy()
+        prof.update(count=1, width=size, height=size, transform=ds.transform, photometric="MINISBLACK")
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(np.full((1, size, size), 1000, "uint16"))
+    return path
+
+
+def test_sample_auto_failed_registration_exit_1(pair, tmp_path, monkeypatch):
+    from geomreg.geo import sample as sample_mod
+
+    flat = _flat_like(pair.reference, tmp_path / "flat.tif")
+    monkeypatch.setattr(sample_mod, "sample_pair", lambda: sample_mod.SamplePair(pair.reference, flat, pair.truth))
+    r = _run("sample", "-o", tmp_path / "s", "--no-progress")
+    assert r.exit_code == 1, r.output
+    assert "registration failed" in r.stderr and "error against the known answer" not in r.output
+    assert not (tmp_path / "s" / "moving_sar_simulated_registered.tif").exists()
 
 
 def test_help_lists_commands():

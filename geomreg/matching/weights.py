@@ -17,7 +17,10 @@ import torch
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.model import RegNetMamba2
 
-PACKAGED_DIR = Path(__file__).resolve().parent.parent / "weights"
+# GEOMREG_WEIGHTS_DIR names another folder for the packaged weights (read once, at import). It reaches the
+# processes geomreg starts (Dask workers, the CLI run by the QGIS plugin), so tests can hide the shipped weights.
+WEIGHTS_DIR_ENV = "GEOMREG_WEIGHTS_DIR"
+PACKAGED_DIR = Path(os.environ.get(WEIGHTS_DIR_ENV) or Path(__file__).resolve().parent.parent / "weights")
 PACKAGED_WEIGHTS = PACKAGED_DIR / "regnetmamba2.pt"
 PACKAGED_CARD = PACKAGED_DIR / "regnetmamba2.json"
 

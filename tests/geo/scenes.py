@@ -82,6 +82,27 @@ def truth_error_px(reg, T: MapFn, n: int = 9, shrink: float = 0.15) -> float:
     return float(np.sqrt(np.mean(err**2)))
 
 
+def sample_crops(tmp: Path, size: int = 384) -> tuple[Path, Path]:
+    """size x size crops of the bundled pair (real Landsat-8 reference, SIMULATED SAR-like moving scene), each
+    keeping its own georeferencing: the moving crop stays off by the sample's known offset (truth.json), and the
+    two overlap by about (size - 64) px. Small enough for the network to register in one tile."""
+    from rasterio.windows import Window
+
+    from geomreg.geo.sample import sample_pair
+
+    pair = sample_pair()
+    out = []
+    for src, offset, name in ((pair.reference, 128, "sample_ref.tif"), (pair.moving, 64, "sample_mov.tif")):
+        with rasterio.open(src) as ds:
+            window = Window(offset, offset, size, size)
+            profile = dict(ds.profile, width=size, height=size, transform=ds.window_transform(window))
+            data = ds.read(window=window)
+        with rasterio.open(tmp / name, "w", **profile) as dst:
+            dst.write(data)
+        out.append(tmp / name)
+    return out[0], out[1]
+
+
 def shift(dx: float, dy: float) -> MapFn:
     return lambda xy: xy + np.array([dx, dy])
 
@@ -100,4 +121,4 @@ def inverted(img: np.ndarray) -> np.ndarray:
     return 1000 + 20000 * (1 - x) ** 1.6
 
 
-__all__ = ["Texture", "write_raster", "reference_scene", "moving_scene", "truth_error_px", "shift", "affine_about", "inverted"]
+__all__ = ["Texture", "write_raster", "reference_scene", "moving_scene", "truth_error_px", "sample_crops", "shift", "affine_about", "inverted"]

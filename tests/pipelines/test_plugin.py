@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from batch_helpers import assert_same_outputs, write_manifest
 
-from geomreg.matching.weights import PACKAGED_WEIGHTS
 from pipelines.manifest import BatchDefaults, load_manifest
 from pipelines.plugin import PLUGIN_NAME, MatcherCache, MatcherPlugin, MatcherUnavailableOnWorker, worker_matcher
 from pipelines.runner import run_batch
@@ -31,8 +30,7 @@ def test_matcher_is_loaded_once_per_worker():
         assert list(cached.values()) == [[("cfog", None)]]
 
 
-@pytest.mark.skipif(PACKAGED_WEIGHTS.is_file(), reason="RegNetMamba-2 weights are packaged in this installation")
-def test_regnetmamba2_without_packaged_weights_says_so():
+def test_regnetmamba2_without_packaged_weights_says_so(hidden_weights):
     cache = MatcherCache("cpu")
     for _ in range(2):  # the failure is remembered, not retried for every tile
         with pytest.raises(MatcherUnavailableOnWorker) as e:

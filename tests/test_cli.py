@@ -242,11 +242,20 @@ def small_pair(pair, tmp_path_factory):
     return ref, mov, np.array([-2.37 * 30, 1.61 * 30])
 
 
+def _strict_json(line: str):
+    """json.loads that refuses NaN and Infinity: Python's json reads them, but they are not JSON."""
+
+    def refuse(name: str):
+        raise ValueError(f"{name} in a JSON line: {line}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
 def _json_lines(stderr: str) -> list[dict]:
-    """Every stderr line must be one JSON object (no tqdm bar, no plain text)."""
+    """Every stderr line must be one JSON object (no tqdm bar, no plain text, no NaN)."""
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert lines, "no JSON lines on stderr"
-    return [json.loads(ln) for ln in lines]
+    return [_strict_json(ln) for ln in lines]
 
 
 def _check_progress(events: list[dict]) -> list[dict]:
@@ -316,7 +325,8 @@ def test_progress_json_failed(pair, tmp_path):
     _check_progress(events)
     res = events[-1]
     assert res["event"] == "result" and res["status"] == "failed" and res["reason"]
-    assert res["rmse_px"] is None or isinstance(res["rmse_px"], float)  # NaN never reaches the JSON
+    # A failed fit has no RMSE: null, never NaN (which _json_lines refuses on every line).
+    assert res["rmse_px"] is None and res["ce90_px"] is None
     assert set(res["outputs"]) == {"report"} and Path(res["outputs"]["report"]).exists()
     assert not out.exists() and "registration failed" in r.stdout
 

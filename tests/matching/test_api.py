@@ -49,17 +49,62 @@ def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path, random_ckpt):
         Matcher.from_checkpoint(partial)
 
 
-def test_match_contract_on_awkward_inputs(random_ckpt):
-    m = Matcher.from_checkpoint(random_ckpt)
-    rng = np.random.default_rng(0)
-    ref = (rng.random((101, 133, 3)) * 255).astype(np.uint8)  # not multiples of 8, RGB
-    mov = rng.gamma(1.0, 1.0, (120, 97)).astype(np.float32)  # SAR-like amplitude, other size
+@pytest.fixture(scope="module")
+def awkward_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A real RGB uint8 crop of the bundled Landsat-8 scene, 101 x 133 (not multiples of 8), and a speckled float32
+    SAR-like crop of its green band, 120 x 97, whose first 10 rows are NaN: mov(x, y) = ref(x + 11, y + 7)."""
+    import rasterio
+
+    from geomreg.geo.sample import sample_pair
+
+    with rasterio.open(sample_pair().reference) as ds:
+        rgb = np.moveaxis(ds.read(window=((200, 360), (200, 360))), 0, -1).astype(np.float64)  # [160, 160, 3]
+    lo, hi = np.percentile(rgb, [1, 99])
+    rgb8 = (np.clip((rgb - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    speckle = np.random.default_rng(0).gamma(4.0, 0.25, (120, 97)).astype(np.float32)
+    mov = (rgb8[7:127, 11:108, 1].astype(np.float32) / 255 + 0.05) * speckle
     mov[:10] = np.nan
-    r = m.match(ref, mov)
+    return rgb8[:101, :133], mov
+
+
+def test_match_contract_on_awkward_inputs(awkward_pair):
+    ref, mov = awkward_pair
+    r = Matcher.from_pretrained(device="cpu").match(ref, mov)
     assert r.ref_xy.shape[1] == 2 and r.mov_xy.shape == r.ref_xy.shape and r.confidence.shape == (len(r),)
     assert r.ref_xy.dtype == np.float64
-    if len(r):
-        assert (r.mov_xy[:, 1] >= -0.5).all() and (r.mov_xy[:, 0] <= 96.5).all()
+    # The packaged weights find 79 matches here (2026-12-06, commit 3053c82): enough for the bounds below to bite.
+    assert len(r) >= 20
+    for xy, (h, w) in ((r.ref_xy, ref.shape[:2]), (r.mov_xy, mov.shape)):  # each inside its own image, not the padded one
+        assert (xy >= -0.5).all() and (xy[:, 0] <= w - 0.5).all() and (xy[:, 1] <= h - 0.5).all()
+    assert (r.mov_xy[:, 1] >= 9.5).all()  # nothing on the NaN rows
+    assert ((r.confidence >= 0) & (r.confidence <= 1)).all()
+
+
+class _FixedMatches(torch.nn.Module):
+    """A stand-in network that returns the given matches (working pixels) for batch item 0, whatever the images."""
+
+    def __init__(self, xy_a: list, xy_b: list) -> None:
+        super().__init__()
+        self.xy_a, self.xy_b = torch.tensor(xy_a, dtype=torch.float32), torch.tensor(xy_b, dtype=torch.float32)
+
+    def forward(self, img_a, img_b, valid_a, valid_b):
+        from types import SimpleNamespace
+
+        n = len(self.xy_a)
+        matches = SimpleNamespace(batch=torch.zeros(n, dtype=torch.long), xy_a=self.xy_a, xy_b=self.xy_b, confidence=torch.full((n,), 0.9))
+        return SimpleNamespace(matches=matches)
+
+
+def test_points_off_the_moving_image_are_dropped():
+    """The fine stage can move a point past the moving image's edge (into the padding of a batch): such matches go."""
+    from geomreg.matching.api import MatcherConfig
+
+    # mov is 40 x 30 (w x h); a 48 x 48 ref makes the batch pad it to 48 x 48. Matches 2-5 lie off mov.
+    xy_b = [[10.0, 10.0], [39.4, 29.4], [39.6, 10.0], [10.0, 29.6], [-0.6, 5.0], [5.0, -0.6]]
+    m = Matcher(_FixedMatches([[1.0, 1.0]] * len(xy_b), xy_b), "cpu", MatcherConfig(guide=None))
+    rng = np.random.default_rng(0)
+    r = m.match(rng.random((48, 48)).astype(np.float32), rng.random((30, 40)).astype(np.float32))
+    np.testing.assert_allclose(r.mov_xy, [[10.0, 10.0], [39.4, 29.4]], atol=1e-5)
 
 
 def test_large_input_is_downscaled_with_a_note(random_ckpt):

@@ -1,20 +1,72 @@
+import numpy as np
 import torch
 
 from geomreg.matching.config import FineConfig
 from geomreg.matching.fine import FineMatching, anchor_fine_xy, gather_windows, local_expectation
 
 
-def test_expectation_and_variance_of_a_synthetic_peak():
-    fm = FineMatching(FineConfig(window=7), c_fine=8, c_coarse=8)
-    offsets = fm.offsets  # [49, 2]
-    target = torch.tensor([1.3, -0.6])
-    # a sharp Gaussian heatmap centred on the target: the expectation recovers it to sub-pixel
-    logits = -((offsets - target) ** 2).sum(-1) / (2 * 0.5**2)
-    heat = torch.softmax(logits, 0)
-    mean = heat @ offsets
-    var = (heat[:, None] * (offsets - mean) ** 2).sum()
-    assert torch.allclose(mean, target, atol=0.05)
-    assert 0.2 < var.sqrt() < 1.0
+class _GivenScores(torch.nn.Module):
+    """Stands in for the window mixer so that the similarity FineMatching computes, query . wb / sqrt(C), is exactly
+    the given score per window cell: query = sqrt(C) e0, wb[:, k] = score[k] e0."""
+
+    def __init__(self, scores: torch.Tensor) -> None:  # [M, w*w]
+        super().__init__()
+        self.scores = scores
+
+    def forward(self, wa, wb, anchor):
+        m, k, c = wb.shape
+        query = torch.zeros(m, c)
+        query[:, 0] = c**0.5
+        given = torch.zeros(m, k, c)
+        given[..., 0] = self.scores
+        return query, given
+
+
+def _fine_on_scores(scores: torch.Tensor, training: bool, local_radius: int = 1):
+    """FineMatching (5 x 5 window) on three matches whose window scores are given: [3, 25] -> FineResult."""
+    fm = FineMatching(FineConfig(window=5, dim=16, heads=2, local_radius=local_radius), c_fine=8, c_coarse=12)
+    fm.mixer = _GivenScores(scores)
+    fm.train(training)
+    fine, coarse = torch.zeros(1, 8, 32, 32), torch.zeros(1, 64, 12)
+    idx = torch.tensor([9, 18, 27])
+    with torch.no_grad():
+        return fm(fine, fine, coarse, coarse, torch.zeros(3, dtype=torch.long), idx, idx, 8)
+
+
+def _cell(x: int, y: int) -> int:
+    return (y + 2) * 5 + (x + 2)  # row-major 5 x 5 window, offsets -2..2
+
+
+# Cases worked out by hand (offsets in 1/2-resolution px; std = sqrt of the summed x and y variances):
+#   0: scores 0 at (0, 0) and (1, 0), -inf elsewhere: weights 1/2, 1/2 -> mean (0.5, 0), var 0.25 + 0 -> std 0.5
+#   1: scores ln 3 at (1, 1) and 0 at (-1, -1): weights 3/4, 1/4 -> mean (0.5, 0.5),
+#      var 2 x (3/4 x 0.5^2 + 1/4 x 1.5^2) = 1.5 -> std sqrt(1.5)
+#   2: equal scores everywhere: mean (0, 0), var 2 x (4 + 1 + 0 + 1 + 4) / 5 = 4 -> std 2
+_SCORES = torch.full((3, 25), -1e4)
+_SCORES[0, _cell(0, 0)] = _SCORES[0, _cell(1, 0)] = 0.0
+_SCORES[1, _cell(1, 1)], _SCORES[1, _cell(-1, -1)] = float(np.log(3.0)), 0.0
+_SCORES[2] = 0.0
+
+
+def test_training_expectation_and_std_match_hand_computed_cases():
+    r = _fine_on_scores(_SCORES, training=True)
+    assert torch.allclose(r.offset, torch.tensor([[0.5, 0.0], [0.5, 0.5], [0.0, 0.0]]), atol=1e-5)
+    assert torch.allclose(r.std, torch.tensor([0.5, 1.5**0.5, 2.0]), atol=1e-5)
+    heat = r.heatmap.reshape(3, 25)
+    assert torch.allclose(heat[1, [_cell(1, 1), _cell(-1, -1)]], torch.tensor([0.75, 0.25]), atol=1e-6)
+
+
+def test_inference_keeps_the_peak_neighbourhood_only():
+    # Weights 0.6 at (0, 0), 0.2 at (1, 0), 0.2 at (-2, -2) (scores ln 3, 0, 0). Whole window: (-0.2, -0.4);
+    # within 1 px of the peak: (0.2 x 1) / 0.8 = (0.25, 0). The std stays the whole window's.
+    scores = torch.full((3, 25), -1e4)
+    scores[:, _cell(0, 0)], scores[:, _cell(1, 0)], scores[:, _cell(-2, -2)] = float(np.log(3.0)), 0.0, 0.0
+    local = _fine_on_scores(scores, training=False)
+    assert torch.allclose(local.offset, torch.tensor([[0.25, 0.0]] * 3), atol=1e-5)
+    whole = _fine_on_scores(scores, training=False, local_radius=0)
+    assert torch.allclose(whole.offset, torch.tensor([[-0.2, -0.4]] * 3), atol=1e-5)
+    # var x: 0.6 x 0.2^2 + 0.2 x 1.2^2 + 0.2 x 1.8^2 = 0.96; var y: 0.8 x 0.4^2 + 0.2 x 1.6^2 = 0.64
+    assert torch.allclose(local.std, torch.full((3,), 1.6**0.5), atol=1e-5)
 
 
 def test_gather_windows_reads_the_right_pixels():

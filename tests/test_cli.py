@@ -143,8 +143,8 @@ def test_sample_auto_uses_the_packaged_network(tmp_path, default_matcher_name):
     err = _known_answer_error(r.output)
     print(f"geomreg sample (auto): {err:.3f} px from the known answer")
     # Measured 0.419 px on 2026-12-06 at commit 3053c82 (`geomreg sample -o /tmp/s`, or this test with -s):
-    # bound with a 0.2 px margin.
-    assert err < 0.62
+    # bound with a 0.25 px margin.
+    assert err < 0.67
 
 
 def test_sample_auto_without_weights_falls_back_to_cfog(tmp_path, hidden_weights):

@@ -174,6 +174,19 @@ def make_pair(folder: Path, texture: "np.ndarray", *, size: int = 448) -> SceneP
     return ScenePair(ref, mov, GEOREF_ERROR_PX, size)
 
 
+def shift_error_px(report: dict, pair: ScenePair) -> float:
+    """How far (reference pixels) the correction a registration report gives at the overlap's centre lies from the
+    pair's known georeferencing error (moving map -> true map: minus the error east, plus it north)."""
+    ex, ey = pair.shift_px
+    dx, dy = report["transform"]["shift_at_centre_map"]
+    return float(np.hypot(dx + ex * PIXEL, dy - ey * PIXEL) / PIXEL)
+
+
+def assert_network_matcher(report: dict) -> None:
+    """The registration ran the packaged RegNetMamba-2 network (whatever the default calls it), not CFOG."""
+    assert report["matcher"].startswith("regnetmamba2"), report["matcher"]
+
+
 def make_large_pair(folder: Path, texture: "np.ndarray", *, size: int = 2048) -> ScenePair:
     """A scene big enough that registering it takes a while (for cancel tests): the texture mirrored."""
     reps = size // texture.shape[0] + 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ORIGIN, assert_registered_onto_reference, make_pair, write_geotiff
+from conftest import ORIGIN, assert_network_matcher, assert_registered_onto_reference, make_pair, shift_error_px, write_geotiff
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from geomreg_qgis.toolbelt.request import MATCHERS, TRANSFORMS
@@ -68,6 +68,28 @@ def test_algorithm_runs_end_to_end_inside_qgis(qgis_processing, plugin, in_proce
     out_dir.mkdir()
     _check_outputs(processing.run("geomreg:coregister", _params(pair, out_dir)), pair, texture, out_dir)
     assert os.environ.get("GEOMREG_CPU_ALLOCATOR") == "system"  # QGIS's own process keeps malloc as it is
+
+
+@pytest.mark.engine
+def test_algorithm_with_its_defaults_runs_the_network(qgis_processing, plugin, in_process_engine, texture, tmp_path):
+    """Only inputs and outputs given, as a user leaves the dialog: the default engine (geomreg inside QGIS, when
+    importable) and the default matcher, the packaged network; the known georeferencing error is recovered."""
+    import processing
+
+    pair = make_pair(tmp_path / "in", texture, size=320)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    params = {k: v for k, v in _params(pair, out_dir).items() if k not in ("MATCHER", "TRANSFORM", "DEVICE")}
+    result = processing.run("geomreg:coregister", params)
+    assert result["STATUS"] == "registered"
+    assert_registered_onto_reference(out_dir / "registered.tif", pair, texture)
+    report = json.loads(Path(result["REPORT"]).read_text(encoding="utf-8"))
+    assert_network_matcher(report)
+    err = shift_error_px(report, pair)
+    print(f"Processing algorithm, defaults: {err:.3f} px from the known error, RMSE {result['RMSE_PX']:.3f} px")
+    # Measured 0.120 px on 2026-12-06 at commit 3053c82 (`bash qgis_plugin/run_tests.sh -k algorithm_with_its_defaults_runs_the_network -s`
+    # prints it): bound with a 0.25 px margin.
+    assert err < 0.37
 
 
 @pytest.mark.engine

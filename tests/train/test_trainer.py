@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -132,7 +133,10 @@ def test_train_validates_on_whole_images(tiny_dataset, tmp_path):
     # val_fraction 0.75 puts p1 (sha1 bucket 0.72) in validation; TINY's 0.5 leaves the split empty
     cfg = TrainConfig(max_steps=2, **{**TINY, "val_fraction": 0.75}, val_protocol="whole", val_threshold=0.05)
     res = train(tiny_dataset, out, cfg, progress=False)
-    assert res is not None and 0.0 <= res.score <= 1.0
+    assert res is not None and res.metrics["all/n"] >= 1
+    # The score is the mean success at 3, 5 and 10 px; two steps from random weights register nothing (0.0 measured
+    # on 2026-12-06 at commit 3053c82; tests/train/test_whole_validation.py shows trained weights scoring 1.0 here).
+    assert res.score == pytest.approx(np.mean([res.metrics[f"all/success@{t}"] for t in (3, 5, 10)])) and res.score <= 0.2
     header, row = (out / "val_log.csv").read_text().splitlines()[:2]
     assert "all/success@3" in header and row.startswith("2,")
     assert (out / "best.pt").exists()

@@ -73,8 +73,9 @@ def test_register_default_matcher_recovers_the_known_offset(default_run, pair, d
     true_shift = np.array(pair.truth["moving_to_reference_affine"])[[2, 5]]  # map units
     err = np.hypot(*(np.array(rep["transform"]["shift_at_centre_map"]) - true_shift)) / 30
     print(f"geomreg register (default matcher) on sample_crops: {err:.3f} px from the known offset")
-    # Measured 0.518 px on 2026-12-06 at commit 3053c82 (this test with -s): bound with a 0.25 px margin.
-    assert err < 0.77
+    # Measured 0.029 px on 2026-12-06 at commit ba1c812 (this test with -s): bound with a 0.1 px margin. The
+    # network without the polish stage ended 0.518 px off here (commit 3053c82).
+    assert err < 0.13
 
 
 def test_register_default_matcher_writes_every_output(default_run):
@@ -142,9 +143,9 @@ def test_sample_auto_uses_the_packaged_network(tmp_path, default_matcher_name):
     assert rep["matcher"] == default_matcher_name
     err = _known_answer_error(r.output)
     print(f"geomreg sample (auto): {err:.3f} px from the known answer")
-    # Measured 0.419 px on 2026-12-06 at commit 3053c82 (`geomreg sample -o /tmp/s`, or this test with -s):
-    # bound with a 0.25 px margin.
-    assert err < 0.67
+    # Measured 0.021 px on 2026-12-06 at commit ba1c812 (`geomreg sample -o /tmp/s`, or this test with -s):
+    # bound with a 0.1 px margin (the network without the polish stage: 0.419 px, commit 3053c82).
+    assert err < 0.12
 
 
 def test_sample_auto_without_weights_falls_back_to_cfog(tmp_path, hidden_weights):

@@ -103,6 +103,6 @@ def test_local_cluster_default_matcher_loads_the_packaged_weights(tmp_path, defa
     true_shift = np.array(sample_pair().truth["moving_to_reference_affine"])[[2, 5]]
     err = np.hypot(*(np.array(rep["transform"]["shift_at_centre_map"]) - true_shift)) / 30
     print(f"geomreg batch (default matcher) on sample_crops: {err:.3f} px from the known offset")
-    # The same registration as `geomreg register` on these crops (tests/test_cli.py): measured 0.518 px on
-    # 2026-12-06 at commit 3053c82 (this test with -s); bound with a 0.25 px margin.
-    assert err < 0.77
+    # The same registration as `geomreg register` on these crops (tests/test_cli.py): 0.029 px on 2026-12-06 at
+    # commit ba1c812 (this test with -s prints it); bound with a 0.1 px margin.
+    assert err < 0.13

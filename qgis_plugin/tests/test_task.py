@@ -85,9 +85,10 @@ def test_task_with_the_default_matcher(plugin, qgis_iface, subprocess_engine, te
     assert_network_matcher(report)
     err = shift_error_px(report, pair)
     print(f"task, default matcher: {err:.3f} px from the known error")
-    # Measured 0.120 px on 2026-12-06 at commit 3053c82 (`bash qgis_plugin/run_tests.sh -k task_with_the_default_matcher -s`
-    # prints it): bound with a 0.25 px margin.
-    assert err < 0.37
+    # Measured 0.064 px on 2026-12-06 at commit ba1c812
+    # (`bash qgis_plugin/run_tests.sh -k task_with_the_default_matcher -s` prints it): bound with a 0.1 px margin
+    # (the network without the polish stage: 0.120 px, commit 3053c82).
+    assert err < 0.17
 
 
 def _children_running(marker: str) -> list[int]:

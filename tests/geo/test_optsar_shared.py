@@ -32,11 +32,12 @@ def test_optical_sar_cfog(shifted):
     reg = geomreg.register(ref, mov, matcher=CFOGMatcher(), tile_size=320, overlap=32, progress=False, transform="affine")
     assert reg.status == "registered", reg.reason
     print(f"cfog: {error_px(reg, truth):.3f} px")
-    assert error_px(reg, truth) < 2.0
+    # Measured 0.926 px on 2026-12-06 at commit ba1c812 (this test with -s); bound with a 0.27 px (30 %) margin.
+    assert error_px(reg, truth) < 1.2
 
 
 def test_optical_sar_default_matcher(shifted):
-    # The network's own tie points: 0.94 px on this pair with step 13,500, guided, 7 x 7 fine window
+    # The network's own tie points (before the polish stage became the default): 0.94 px on this pair with step 13,500, guided, 7 x 7 fine window
     # (benchmarks/optsar_geo.py); 1.78 px with one pass at 5 x 5, 2.52 px with the whole-window expectation.
     from geomreg.matching.weights import packaged_is_validated
 
@@ -47,7 +48,9 @@ def test_optical_sar_default_matcher(shifted):
     reg = geomreg.register(ref, mov, tile_size=320, overlap=32, progress=False, transform="affine", device="cpu")
     assert reg.status == "registered", reg.reason
     print(f"default: {error_px(reg, truth):.3f} px")
-    assert error_px(reg, truth) < 2.0
+    # The bound is the network's own 0.94 px with a 0.26 px margin: the default (auto: the network with its tie
+    # points polished) must do at least about as well. Not yet re-measured with the polish (this test with -s).
+    assert error_px(reg, truth) < 1.2
 
 
 def test_optical_sar_network_polished_by_cfog(shifted):
@@ -57,4 +60,5 @@ def test_optical_sar_network_polished_by_cfog(shifted):
     reg = geomreg.register(ref, mov, matcher="regnetmamba2+cfog", tile_size=320, overlap=32, progress=False, transform="affine", device="cpu")
     assert reg.status == "registered", reg.reason
     print(f"regnetmamba2+cfog: {error_px(reg, truth):.3f} px")
-    assert error_px(reg, truth) < 2.0
+    # 0.89 px measured (benchmarks/optsar_geo.py); bound with a 0.31 px margin.
+    assert error_px(reg, truth) < 1.2

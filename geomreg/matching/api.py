@@ -17,6 +17,7 @@ import torch
 
 from geomreg.matching.guided import GuideConfig, guided_matches
 from geomreg.matching.model import RegNetMamba2
+from geomreg.matching.precision import check_precision, mixed_precision
 from geomreg.matching.preprocess import NormalizedImage, check_image, normalize_intensity
 from geomreg.matching.types import ImageMatcher, MatchResult
 from geomreg.matching.weights import load_checkpoint, load_packaged
@@ -38,6 +39,11 @@ class MatcherConfig:
     min_confidence: float = 0.0
     # Second fine pass around the first pass's fitted geometry (geomreg/matching/guided.py); None: one pass.
     guide: GuideConfig | None = GuideConfig()
+    # "fp32", or "bf16" / "fp16": the network under autocast (geomreg/matching/precision.py; docs/gpu.md).
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 # Working set of one tile pair on CPU, above the loaded model (peak RSS of a fresh process matching one pair,
@@ -167,8 +173,9 @@ class Matcher:
             imgs_a.append(ia), val_a.append(va), imgs_b.append(ib), val_b.append(vb)
         t = lambda xs: torch.from_numpy(np.stack(xs))[:, None].to(self.device)  # noqa: E731
         valid_b = t(val_b)
-        out = self.model(t(imgs_a), t(imgs_b), t(val_a), valid_b)
-        out = out.matches if self.config.guide is None else guided_matches(self.model, out, valid_b, self.config.guide)
+        with mixed_precision(self.device, self.config.precision):
+            out = self.model(t(imgs_a), t(imgs_b), t(val_a), valid_b)
+            out = out.matches if self.config.guide is None else guided_matches(self.model, out, valid_b, self.config.guide)
         batch = out.batch.cpu().numpy()
         xy_a, xy_b, conf = (v.float().cpu().numpy().astype(np.float64) for v in (out.xy_a, out.xy_b, out.confidence))
         results = []

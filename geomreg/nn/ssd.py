@@ -13,7 +13,9 @@ is evaluated with the chunked SSD algorithm of the Mamba-2 paper (Dao & Gu, 2024
 3. a linear recurrence carries the states from chunk to chunk;
 4. each step reads the state that entered its chunk through its own C.
 
-Cost is O(L T) instead of O(L^2), and there is no Python loop over time steps. ``ssd_reference``
+Cost is O(L T) instead of O(L^2), and there is no Python loop over time steps. On CPU a long sequence is
+processed in segments of whole chunks with the state carried between them, so that each step's tensors stay
+cache-sized and the time per token does not grow with L (benchmarks/ssd_bench.py reports the growth). ``ssd_reference``
 is the step-by-step recurrence kept as the readable definition that tests compare against.
 When CUDA and ``mamba-ssm`` are present, ``backend="cuda"`` (or ``"auto"``) routes through its fused
 chunked-scan Triton kernel, which computes the same quantity.

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes (128 px pairs, a 512 px scene of 256 px tiles, batches 1 2)")
     args = ap.parse_args(argv)
     if args.dry_run:
-        args.size, args.scene, args.tile, args.repeats = 128, 512, 256, 1
+        args.size, args.tile, args.repeats = 128, 256, 1
+        args.scene = min(args.scene, 512)  # --scene 0 still skips it
         args.batch_sizes = args.batch_sizes or [1, 2]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,6 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     batches = args.batch_sizes or ([1, 2, 4, 8, 16, 32, 64] if device.type == "cuda" else [1, 2, 4])
     info = device_summary(device)
     print(json.dumps(info), flush=True)
+
+    def write_report() -> None:  # after every row: a step cut short by a timeout keeps what it measured
+        report = {
+            "date": dt_.date.today().isoformat(),
+            "command": "python " + " ".join([str(Path(__file__).relative_to(_REPO))] + (argv if argv is not None else sys.argv[1:])),
+            "commit": _git_commit(),
+            "device": str(device),
+            "device_info": info,
+            "python": platform.python_version(),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rows": rows,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp_json = args.json.with_suffix(".json.tmp")
+        tmp_json.write_text(json.dumps(report, indent=2))
+        tmp_json.replace(args.json)  # never a half-written report
 
     model = load_packaged()
     pairs_all = make_pairs(max(max(batches), args.pairs or 4), args.size)
@@ -171,21 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 tiles = row.get("scene", {}).get("tiles_per_s", "-")
                 print(f"{precision:5s} batch {b:3d}: {row.get('pairs_per_s', '-')} pairs/s, {tiles} tiles/s, "
                       f"median error {row.get('median_error_px', '-')} px {row.get('status', '')}", flush=True)
+                write_report()
 
-    report = {
-        "date": dt_.date.today().isoformat(),
-        "command": "python " + " ".join([str(Path(__file__).relative_to(_REPO))] + (argv if argv is not None else sys.argv[1:])),
-        "commit": _git_commit(),
-        "device": str(device),
-        "device_info": info,
-        "python": platform.python_version(),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rows": rows,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = args.json.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(report, indent=2))
-    tmp_json.replace(args.json)  # never a half-written report
     print(f"wrote {args.json}")
     return 0
 

@@ -22,7 +22,7 @@ step() { echo "== $1 ($(( $(date +%s) - T0 )) s)"; }
 if [ "${GPU_THROUGHPUT_DRY:-0}" = 1 ]; then
   DEV=cpu; COMMON=(--dry-run --threads 2); BIG=(1 2); SMALL=(1); SCENE=(--scene 512 --tile 256)
 else
-  DEV=cuda; COMMON=(--repeats 2); BIG=(1 2 4 8 16 32 64); SMALL=(1 8 32 64); SCENE=(--scene 4096 --tile 512)
+  DEV=cuda; COMMON=(--repeats 2); BIG=(1 2 4 8 16 32 64); SMALL=(1 8 32 64); SCENE=(--scene 2048 --tile 512)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no GPU here"; exit 2; }
 fi
 step "environment"

@@ -274,8 +274,9 @@ def _check_progress(events: list[dict]) -> list[dict]:
 def test_progress_json_registered(small_pair, tmp_path):
     ref, mov, true_shift = small_pair
     out = tmp_path / "out.tif"
+    # --tiles all: every tile (the default samples a spread 9 first and stops once the translation is pinned down).
     r = _run("register", ref, mov, "-o", out, "--matcher", "cfog", "--tile-size", 128, "--overlap", 16,
-             "--transform", "translation", "--progress-json")
+             "--transform", "translation", "--tiles", "all", "--progress-json")
     assert r.exit_code == 0, r.output
     events = _json_lines(r.stderr)
     prog = _check_progress(events)

@@ -105,7 +105,7 @@ def time_tiles(matcher: Matcher, scene: int, tile: int, batch: int, workdir: Pat
         from geomreg.geo.config import RegistrationConfig
     except ImportError as exc:  # the GPU image may come without rasterio
         return {"status": f"not measured ({exc})"}
-    ref, mov = build(scene, workdir)
+    ref, mov = build(scene, scene, workdir)  # benchmarks/geo_scale.py: the red-green pair of the bundled sample
     plan = plan_registration(str(ref), str(mov), RegistrationConfig(tile_size=tile))
     tasks = plan.tasks
     match_tiles(tasks[: min(batch, len(tasks))], matcher, batch_size=batch)  # warm-up

@@ -110,7 +110,8 @@ def test_plugin_options_mirror_the_cli(subprocess_engine):
     everything = RegistrationRequest(
         "a.tif", "b.tif", "c.tif", transform="affine", matcher="cfog", tile_size=256, max_shift=300,
         max_shift_unit="map", device="cpu", overwrite=True, overlap=32, ref_band="2", mov_band="mean",
-        resolution=20.0, pixel_mode=True, write_mode="gcps", checkpoint="w.pt",
+        resolution=20.0, pixel_mode=True, write_mode="gcps", checkpoint="w.pt", tiles="all", max_uncertainty=0.05,
+        max_memory="1G",
     )
     passed = {a for a in everything.cli_args() if a.startswith("--")}
     assert passed <= subprocess_engine.cli_options

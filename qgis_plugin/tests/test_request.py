@@ -71,3 +71,12 @@ def test_each_bad_input_is_named(tmp_path):
     assert messages(reference="") == ["No reference raster chosen."]
     assert "outside" in messages(tile_size=8)[0]
     assert "Unknown matcher" in messages(matcher="sift")[0]
+
+
+def test_tile_sampling_and_memory_options_reach_the_cli_and_the_api():
+    request = RegistrationRequest("a", "b", "c.tif", tiles="all", max_uncertainty=0.05, max_memory="1G")
+    args = request.cli_args()
+    assert args[args.index("--tiles") + 1] == "all"
+    assert args[args.index("--max-uncertainty") + 1] == "0.05" and args[args.index("--max-memory") + 1] == "1G"
+    assert {"tiles": "all", "max_uncertainty": 0.05, "max_memory": "1G"}.items() <= request.api_kwargs().items()
+    assert "--tiles" not in RegistrationRequest("a", "b", "c.tif").cli_args()  # the engine's defaults otherwise

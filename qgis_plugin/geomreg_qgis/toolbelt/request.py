@@ -65,6 +65,9 @@ class RegistrationRequest:
     pixel_mode: bool = False  # rasters without a CRS: their pixel grids are compared directly
     write_mode: str = "resample"  # "resample" onto the reference grid, "georef" or "gcps" (no resampling)
     checkpoint: str = ""  # a RegNetMamba-2 checkpoint instead of the packaged weights
+    tiles: str = "auto"  # "auto": a spread sample of tiles until the model is certain enough; "all": every tile
+    max_uncertainty: float = 0.0  # px at which tiles="auto" stops; 0: the engine's default
+    max_memory: str = ""  # RSS budget of tile matching, e.g. "1.5G"; "": the engine's default
 
     def cli_args(self, output: str | None = None) -> list[str]:
         """Arguments after `geomreg`, e.g. ["register", REF, MOV, "-o", OUT, ...].
@@ -91,6 +94,12 @@ class RegistrationRequest:
             args += ["--mode", self.write_mode]
         if self.checkpoint:
             args += ["--checkpoint", self.checkpoint]
+        if self.tiles != "auto":
+            args += ["--tiles", self.tiles]
+        if self.max_uncertainty:
+            args += ["--max-uncertainty", _format_number(self.max_uncertainty)]
+        if self.max_memory:
+            args += ["--max-memory", self.max_memory]
         if self.overwrite:
             args.append("--overwrite")
         return args
@@ -114,6 +123,12 @@ class RegistrationRequest:
             kwargs["pixel_mode"] = True
         if self.checkpoint:
             kwargs["checkpoint"] = self.checkpoint
+        if self.tiles != "auto":
+            kwargs["tiles"] = self.tiles
+        if self.max_uncertainty:
+            kwargs["max_uncertainty"] = float(self.max_uncertainty)
+        if self.max_memory:
+            kwargs["max_memory"] = self.max_memory
         return kwargs
 
     def max_shift_text(self) -> str:

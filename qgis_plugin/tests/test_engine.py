@@ -118,3 +118,17 @@ def test_plugin_options_mirror_the_cli(subprocess_engine):
     # Output handling (-o), terminal progress and help are the plugin's own business.
     not_mirrored = {"--output", "--help", "--progress", "--no-progress", "--progress-json"}
     assert subprocess_engine.cli_options - not_mirrored <= passed
+
+
+def test_help_options_come_from_the_option_column_only():
+    from geomreg_qgis.toolbelt.engine import help_options
+
+    page = (
+        "Options:\n"
+        "  --tiles [auto|all]              auto: match tiles until the std is under --max-\n"
+        "                                  uncertainty px; see --max-uncertainty.\n"
+        "  --max-uncertainty FLOAT         px.\n"
+        "  --progress / --no-progress      Progress bar.\n"
+        "  -o, --output FILE               Output.\n"
+    )
+    assert help_options(page) == {"--tiles", "--max-uncertainty", "--progress", "--no-progress", "--output"}

@@ -196,7 +196,18 @@ def _register_options(python: str, timeout: float) -> set[str]:
         )
     except (OSError, subprocess.SubprocessError):
         return set()
-    return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", done.stdout))
+    return help_options(done.stdout)
+
+
+def help_options(help_text: str) -> set[str]:
+    """The long options of a click help page: only from the option column of lines that start with an option,
+    so an option named inside a wrapped help text ("... under --max-") is not taken for one."""
+    found: set[str] = set()
+    for line in help_text.splitlines():
+        if re.match(r" {1,4}-", line):  # click indents option lines by 2; wrapped help text much deeper
+            spec = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]  # the option column, before the help text
+            found.update(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", spec))
+    return found
 
 
 def resolve_engine(settings: PluginSettings, *, refresh: bool = False) -> Engine:

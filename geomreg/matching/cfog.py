@@ -638,6 +638,16 @@ class Localised:
         return Localised(np.zeros(0, np.int64), z, z.copy(), np.zeros(0), z.copy(), np.zeros(0, bool), 0, (note,))
 
 
+def _prepared_with_model(ref: np.ndarray, mov: np.ndarray, H_ref_to_mov: np.ndarray, what: str) -> tuple[_Prepared, _Prepared, np.ndarray]:
+    """Both images checked and prepared, and the ref -> mov model as a finite, invertible 3x3 (else ValueError)."""
+    ref = check_image(ref, "ref")
+    mov = check_image(mov, "mov")
+    H = np.asarray(H_ref_to_mov, dtype=np.float64)
+    if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
+        raise ValueError(f"{what}: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
+    return _prepare(ref, "ref"), _prepare(mov, "mov"), H
+
+
 def _centres_that_fit(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig) -> np.ndarray:
     """Distinct pixel centres [N, 2] (row, col) of the points whose template fits on (mostly) valid ref pixels."""
     if len(xy) == 0:
@@ -741,12 +751,7 @@ class CFOGMatcher:
         within a few px, whatever found it. Empty (with the reason in its notes) when nothing consistent
         is found there.
         """
-        ref = check_image(ref, "ref")
-        mov = check_image(mov, "mov")
-        H = np.asarray(H_ref_to_mov, dtype=np.float64)
-        if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
-            raise ValueError(f"refine: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
-        r, m = _prepare(ref, "ref"), _prepare(mov, "mov")
+        r, m, H = _prepared_with_model(ref, mov, H_ref_to_mov, "refine")
         for name, p in (("ref", r), ("mov", m)):
             if not p.valid.any() or min(p.image.shape) < self.config.template_size:
                 return MatchResult.empty([f"cfog refine: {name} has no valid area a template fits in"])
@@ -769,12 +774,7 @@ class CFOGMatcher:
         names the caller's point nearest each found one. The result's `consistent` mask is `match`'s outlier
         filter over the found ones.
         """
-        ref = check_image(ref, "ref")
-        mov = check_image(mov, "mov")
-        H = np.asarray(H_ref_to_mov, dtype=np.float64)
-        if H.shape != (3, 3) or not np.all(np.isfinite(H)) or abs(np.linalg.det(H)) < 1e-12:
-            raise ValueError(f"localise: H_ref_to_mov must be a finite, invertible 3x3 matrix, got {H.shape}")
-        r, m = _prepare(ref, "ref"), _prepare(mov, "mov")
+        r, m, H = _prepared_with_model(ref, mov, H_ref_to_mov, "localise")
         xy = np.asarray(ref_xy, np.float64)
         centres = _corners_in_cells(xy, r, self.config, cell) if cell > 0 else _centres_that_fit(xy, r, self.config)
         if len(centres) == 0 or min(m.image.shape) < self.config.template_size:

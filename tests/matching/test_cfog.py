@@ -70,6 +70,16 @@ def change_modality(img: np.ndarray, seed: int, looks: float = 4.0) -> np.ndarra
     return (1000.0 * (y + 0.05) * speckle).astype(np.float32)
 
 
+def rotation_about(angle: float, shift, centre=(160.0, 160.0)) -> np.ndarray:
+    """3x3 ref -> mov: a rotation by ``angle`` (radians) about ``centre``, then ``shift`` (x, y)."""
+    c = np.asarray(centre, dtype=float)
+    R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    A = np.eye(3)
+    A[:2, :2] = R
+    A[:2, 2] = c - R @ c + np.asarray(shift, dtype=float)
+    return A
+
+
 def translation(dx: float, dy: float) -> np.ndarray:
     return np.array([[1.0, 0, dx], [0, 1.0, dy], [0, 0, 1.0]])
 

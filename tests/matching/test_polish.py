@@ -8,18 +8,13 @@ import pytest
 from geomreg.matching.cfog import CFOGMatcher
 from geomreg.matching.polish import PolishConfig, PolishedMatcher
 from geomreg.matching.types import ImageMatcher, MatchResult
-from tests.matching.test_cfog import apply, change_modality, errors, rmse, structured_texture, warp_pair
+from tests.matching.test_cfog import apply, change_modality, errors, rmse, rotation_about, structured_texture, warp_pair
 
 ANGLE, SHIFT = np.deg2rad(2.0), (4.37, -2.81)  # sub-pixel parts away from 0 and 0.5: a cell-centre bias would show
 
 
 def true_model() -> np.ndarray:
-    c = np.array([160.0, 160.0])
-    R = np.array([[np.cos(ANGLE), -np.sin(ANGLE)], [np.sin(ANGLE), np.cos(ANGLE)]])
-    A = np.eye(3)
-    A[:2, :2] = R
-    A[:2, 2] = c - R @ c + np.array(SHIFT)
-    return A
+    return rotation_about(ANGLE, SHIFT)
 
 
 @pytest.fixture(scope="module")

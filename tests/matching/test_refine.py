@@ -8,19 +8,14 @@ import pytest
 from geomreg.matching.cfog import CFOGMatcher
 from geomreg.matching.refine import RefinedMatcher, RefineConfig, base_homography
 from geomreg.matching.types import ImageMatcher, MatchResult
-from tests.matching.test_cfog import apply, change_modality, errors, rmse, structured_texture, translation, warp_pair
+from tests.matching.test_cfog import apply, change_modality, errors, rmse, rotation_about, structured_texture, translation, warp_pair
 
 # A small rotation plus a shift: what the network leaves for the polish to localise.
 ANGLE, SHIFT = np.deg2rad(4.0), (6.4, -3.3)
 
 
 def true_model() -> np.ndarray:
-    c = np.array([160.0, 160.0])
-    R = np.array([[np.cos(ANGLE), -np.sin(ANGLE)], [np.sin(ANGLE), np.cos(ANGLE)]])
-    A = np.eye(3)
-    A[:2, :2] = R
-    A[:2, 2] = c - R @ c + np.array(SHIFT)
-    return A
+    return rotation_about(ANGLE, SHIFT)
 
 
 @pytest.fixture(scope="module")

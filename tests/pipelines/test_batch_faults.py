@@ -104,6 +104,21 @@ def _batch(manifest: Path, out: Path, address: str, *extra: str) -> subprocess.P
                             env=subprocess_env())
 
 
+def _batch_to_end(manifest: Path, out: Path, cluster) -> tuple[subprocess.Popen, str, str]:
+    """`geomreg batch` against ``cluster`` until it exits (at most 300 s); the cluster is stopped either way."""
+    try:
+        proc = _batch(manifest, out, cluster.address)
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        cluster.kill()
+    return proc, stdout, stderr
+
+
 def _many_pairs(scene_pairs, tmp_path: Path, n: int) -> Path:
     rows = [{"reference": scene_pairs[i % len(scene_pairs)].reference, "moving": scene_pairs[i % len(scene_pairs)].moving,
              "output": f"p{i}.tif"} for i in range(n)]
@@ -147,14 +162,7 @@ def test_scheduler_killed_mid_batch_then_a_rerun_finishes(scene_pairs, tmp_path)
     assert summary["counts"].get("not run", 0) >= 1 and not summary["ok"]
 
     cluster = ClusterProcess(tmp_path)
-    try:
-        proc = _batch(manifest, out, cluster.address)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        cluster.kill()
+    proc, stdout, stderr = _batch_to_end(manifest, out, cluster)
     assert proc.returncode == 0, stdout + stderr
     s = _summary(out)
     for i in range(n):
@@ -172,14 +180,7 @@ def test_worker_over_its_memory_limit_is_retried_or_reported(scene_pairs, tmp_pa
     hog.mkdir()
     cluster = ClusterProcess(tmp_path, "--memory-limit", "1500MiB", "--hog", "geomreg-fuse-2-:1", "--hog", "geomreg-fuse-3-:99",
                              "--hog-dir", str(hog), "--allowed-failures", "1")
-    try:
-        proc = _batch(manifest, out, cluster.address)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        cluster.kill()
+    proc, stdout, stderr = _batch_to_end(manifest, out, cluster)
     hogged = sorted(q.name for q in hog.iterdir())
     assert hogged[:1] == ["hog-geomreg-fuse-2-0"] and len(hogged) >= 3  # workers really went over their limit
     s = _summary(out)

@@ -22,7 +22,8 @@ Linearity (the SSD's per-token time must not grow with length): for the encoder'
 reports per-token times and the growth ratios time(16k)/time(4k), time(64k)/time(16k) with their targets
 (<= 4.5 each; per-token time at 64k within 1.5x of that at 4k). Ratios are judged on the minimum of the
 repeats, the figure least disturbed by other processes on a shared machine; medians and the process CPU time
-per call are reported beside them.
+per call are reported beside them. Every method runs under the malloc setting the library applies when it
+matches or trains (``geomreg/nn/cpu_allocator.py``; ``GEOMREG_CPU_ALLOCATOR=system`` for malloc as it is).
 
 Usage:  python benchmarks/ssd_bench.py [--threads 2] [--lengths 1024 4096 16384 65536]
 Writes benchmarks/out/ssd_bench.md and benchmarks/out/ssd_bench.json.
@@ -128,7 +129,12 @@ def _build(method: str, L: int, shape: Shape):
 def worker(method: str, L: int, shape: Shape, threads: int, repeats: int, budget: float) -> dict:
     import torch
 
+    from geomreg.nn.cpu_allocator import keep_freed_memory
+
     torch.set_num_threads(threads)
+    # Every method runs under the malloc setting the Matcher and the trainer apply (GEOMREG_CPU_ALLOCATOR=system
+    # turns it off): otherwise each call's tensors above 32 MiB are page-faulted in afresh.
+    keep_freed_memory()
     fn = _build(method, L, shape)
     base = _rss_mib()
     times, cpu = [], []

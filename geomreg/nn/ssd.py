@@ -41,7 +41,16 @@ _RECURRENCE_BLOCK = 64
 _SMALL_STATE = 4096
 # On CPU a long sequence is scanned in segments of whole chunks, the state carried from one to the next, so
 # that each segment's [batch, heads, tokens, chunk] tensors (elements) stay cache-sized: linear time in L.
-_SEGMENT_ELEMENTS = 2**22
+# 2^20 (4 MiB in float32, an L2 cache) keeps the encoder's segments at <= 64 chunks, in matrix form.
+_SEGMENT_ELEMENTS = 2**20
+# Decay factors below this (e^-60) are far below float32's resolution beside the terms they are summed with,
+# but their products turn subnormal, which x86 CPUs compute tens of times slower: they are set to exact zeros.
+_NEGLIGIBLE_DECAY = 1e-26
+
+
+def _decay(log_decay: torch.Tensor) -> torch.Tensor:
+    """exp(log_decay), with negligible factors flushed to zero (see ``_NEGLIGIBLE_DECAY``)."""
+    return F.threshold(torch.exp(log_decay), _NEGLIGIBLE_DECAY, 0.0)
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -91,7 +100,7 @@ def _chunk_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torch.
     b, c1, h, p, n = states.shape
     c = c1 - 1
     if c <= _RECURRENCE_BLOCK or c1 * c1 * h * p * n * b <= _MATRIX_FORM_BUDGET:
-        decay = torch.exp(segsum(F.pad(chunk_decay, (1, 0))))  # [b, h, c+1, c+1]
+        decay = _decay(segsum(F.pad(chunk_decay, (1, 0))))  # [b, h, c+1, c+1]
         return torch.einsum("bhzc,bchpn->bzhpn", decay, states)
     if b * h * p * n <= _SMALL_STATE:
         # Tiny states (the 1/2-scale maps: thousands of chunks of a 4x4 state): blocks of chunks in matrix
@@ -113,12 +122,12 @@ def _blocked_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torc
     u = rearrange(F.pad(states[:, 1:], (0, 0, 0, 0, 0, 0, 0, pad)), "b (k t) h p n -> b k t h p n", t=K)
     log_f = rearrange(F.pad(chunk_decay, (0, pad)), "b h (k t) -> b h k t", t=K)
     # 1. inside each block, from a zero entering state: local_t = sum_{j<=t} exp(log_f[j+1..t]) u_j
-    local = torch.einsum("bhktj,bkjhpn->bkthpn", torch.exp(segsum(log_f)), u)
+    local = torch.einsum("bhktj,bkjhpn->bkthpn", _decay(segsum(log_f)), u)
     # 2. the states entering each block: the same recurrence over blocks (block inputs = local block ends)
     block_in = torch.cat([states[:, :1], local[:, :, -1]], dim=1)  # [b, nb+1, h, p, n]
     entering = _chunk_recurrence(block_in, log_f.sum(-1))[:, :-1]  # [b, nb, h, p, n]
     # 3. every chunk's state = its local part + the entering state decayed through the block so far
-    carried = torch.exp(torch.cumsum(log_f, dim=-1))  # [b, h, nb, K]
+    carried = _decay(torch.cumsum(log_f, dim=-1))  # [b, h, nb, K]
     out = local + rearrange(carried, "b h k t -> b k t h 1 1") * entering[:, :, None]
     out = rearrange(out, "b k t h p n -> b (k t) h p n")[:, :c]
     return torch.cat([states[:, :1], out], dim=1)
@@ -129,7 +138,7 @@ class _ChunkScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, log_f: torch.Tensor) -> torch.Tensor:
-        f = torch.exp(log_f).permute(2, 0, 1)[..., None, None].contiguous()  # [c, b, h, 1, 1]
+        f = _decay(log_f).permute(2, 0, 1)[..., None, None].contiguous()  # [c, b, h, 1, 1]
         s = u.movedim(1, 0).clone(memory_format=torch.contiguous_format)  # [c+1, b, h, p, n], never a view of u
         for k in range(f.shape[0]):
             s[k + 1].addcmul_(f[k], s[k])
@@ -192,19 +201,25 @@ def ssd_chunked(
 
     T = min(chunk_size, L)
     seg = _segment_length(x, T)
+    # Without autograd every segment writes its last op straight into the output (no list, no final copy).
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, dt, A, B, C, D, state))
+    y = None if tracked or seg >= L else x.new_empty(x.shape)
     ys = []
     for s in range(0, L, seg):
         e = min(L, s + seg)
-        y, state = _ssd_segment(x[..., s:e, :], dt[..., s:e], A, B[..., s:e, :], C[..., s:e, :], T, D, state)
-        ys.append(y)
-    y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=-2)
+        out = None if y is None else y[..., s:e, :]
+        y_seg, state = _ssd_segment(x[..., s:e, :], dt[..., s:e], A, B[..., s:e, :], C[..., s:e, :], T, D, state, out)
+        ys.append(y_seg)
+    if y is None:
+        y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=-2)
     return y.to(in_dtype), state.to(in_dtype)
 
 
 def _segment_length(x: torch.Tensor, T: int) -> int:
     """Tokens per segment: whole chunks, so that the segment's [b, heads, tokens, T] working tensors stay
-    within ``_SEGMENT_ELEMENTS`` (CPU only). Each op then works in cache: in one pass over a 64k-token
-    sequence the same arithmetic streams 100+ MB tensors through memory and per-token time grew ~2x."""
+    within ``_SEGMENT_ELEMENTS`` (CPU only). Each op then works in cache, and every length runs the same
+    segments: in one pass over a 64k-token sequence the same arithmetic streams 100+ MB tensors through
+    memory and per-token time grew ~2x."""
     b, G, R, L, _ = x.shape
     if x.device.type != "cpu":
         return L
@@ -212,9 +227,10 @@ def _segment_length(x: torch.Tensor, T: int) -> int:
     return max(1, _SEGMENT_ELEMENTS // per_chunk) * T
 
 
-def _ssd_segment(x, dt, A, B, C, T, D, initial_state):
+def _ssd_segment(x, dt, A, B, C, T, D, initial_state, out=None):
     """The chunked SSD over one segment (inputs already in the working dtype): same layout as
-    ``ssd_chunked``; returns y [b, G, R, L, P] and the state after the segment [b, G*R, P, N]."""
+    ``ssd_chunked``; returns y [b, G, R, L, P] (written into ``out`` when given) and the state after the
+    segment [b, G*R, P, N]."""
     b, G, R, L, P = x.shape
     pad = (-L) % T
     if pad:
@@ -232,12 +248,12 @@ def _ssd_segment(x, dt, A, B, C, T, D, initial_state):
     # 1. intra-chunk (diagonal blocks): y_l = sum_{s<=l} C_l.B_s exp(a_{s+1..l}) dt_s x_s
     #    (the difference of cumulative sums, as in mamba-ssm's kernel, masked above the diagonal)
     causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-    decay_in = torch.exp((a_cum[..., :, None] - a_cum[..., None, :]).masked_fill(~causal, float("-inf")))
+    decay_in = _decay((a_cum[..., :, None] - a_cum[..., None, :]).masked_fill(~causal, float("-inf")))
     scores = torch.matmul(C_c, B_c.transpose(-1, -2)) * decay_in  # [b, g, r, c, t, t]
     y = torch.matmul(scores, x_c)  # [b, g, r, c, t, p]
 
     # 2. state of every chunk from its own inputs, decayed to the chunk end
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # [b, g, r, c, t]
+    decay_to_end = _decay(a_cum[..., -1:] - a_cum)  # [b, g, r, c, t]
     chunk_states = torch.matmul((x_c * decay_to_end[..., None]).transpose(-1, -2), B_c)  # [b, g, r, c, p, n]
 
     # 3. chunk-to-chunk recurrence
@@ -248,11 +264,14 @@ def _ssd_segment(x, dt, A, B, C, T, D, initial_state):
 
     # 4. read the entering state through C, decayed from the chunk start
     entering = rearrange(entering, "b c (g r) p n -> b g r c n p", g=G)
-    y = y + torch.matmul(C_c, entering) * torch.exp(a_cum)[..., None]
+    y = y + torch.matmul(C_c, entering) * _decay(a_cum)[..., None]
 
     y = rearrange(y, "b g r c t p -> b g r (c t) p")[..., :L, :]
     if D is not None:
-        y = y + x[..., :L, :] * rearrange(D, "(g r) -> g r 1 1", g=G)
+        skip = rearrange(D, "(g r) -> g r 1 1", g=G)
+        y = torch.addcmul(y, x[..., :L, :], skip) if out is None else torch.addcmul(y, x[..., :L, :], skip, out=out)
+    elif out is not None:
+        y = out.copy_(y)
     return y, final_state
 
 

@@ -239,6 +239,37 @@ def test_segments_without_initial_state_grouped(monkeypatch: pytest.MonkeyPatch)
     _assert_close_scaled(ssd_scan_grouped(*args, chunk_size=16, D=D), y_one, 1e-12)
 
 
+def test_segments_without_D_write_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No D and no autograd: each segment's result is copied into the preallocated output.
+    x, dt, A, B, C, _, _ = _inputs(1, 300, 4, 8, 1, 16, seed=4)
+    _one_segment(monkeypatch)
+    y_one = ssd_scan(x, dt, A, B, C, chunk_size=16)
+    monkeypatch.setattr(ssd, "_SEGMENT_ELEMENTS", 4 * 16 * 16 * 2)  # 2 chunks per segment, a padded last one
+    _assert_close_scaled(ssd_scan(x, dt, A, B, C, chunk_size=16), y_one, 1e-12)
+
+
+def test_negligible_decays_are_exact_zeros_not_subnormals() -> None:
+    # Subnormal floats cost tens of times more on x86; decays below 1e-26 cannot change a float32 sum.
+    log_decay = torch.tensor([0.0, -50.0, -61.0, -95.0, -200.0, float("-inf")])
+    got = ssd._decay(log_decay)
+    assert got[0] == 1.0 and got[1] == pytest.approx(float(torch.exp(torch.tensor(-50.0))))
+    assert torch.all(got[2:] == 0)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not torch.any((got != 0) & (got.abs() < tiny))
+
+
+@pytest.mark.parametrize("dtype", (torch.float64, torch.float32))
+def test_fast_decays_match_reference(dtype: torch.dtype) -> None:
+    # A of -40: a chunk of 64 steps decays by e^-800 and more, far past float32's subnormal range.
+    x, dt, _, B, C, D, S0 = (t.to(dtype) for t in _inputs(1, 200, 4, 8, 1, 16, seed=5))
+    A = torch.full((4,), -40.0, dtype=dtype)
+    y, s = ssd_scan(x, dt, A, B, C, chunk_size=64, D=D, initial_state=S0, return_final_state=True)
+    y_ref, s_ref = ssd_reference(x, dt, A, B, C, D=D, initial_state=S0, return_final_state=True)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    _assert_close_scaled(y, y_ref, tol)
+    _assert_close_scaled(s, s_ref, tol)
+
+
 def test_encoder_shapes_are_segmented_at_long_lengths() -> None:
     # H=8, P=32, N=64, chunk 64: 64k tokens run as several cache-sized segments of whole chunks, 1k in one.
     x = torch.zeros(1, 1, 8, 65536, 32)

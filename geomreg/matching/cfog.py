@@ -326,12 +326,11 @@ class _TemplateBank:
         self.size = sfft.next_fast_len(t + 2 * radius, real=True)
         self.centres = centres
         n = len(centres)
-        tmpl = np.zeros((n, k, self.size, self.size), dtype=np.float32)
-        mask = np.zeros((n, 1, t, t), dtype=np.float32)
+        tz = np.empty((n, k, t, t), dtype=np.float32)
+        mask = np.empty((n, 1, t, t), dtype=np.float32)
         for i, (r, c) in enumerate(centres):
-            tmpl[i, :, :t, :t] = dref[:, r - half : r + half + 1, c - half : c + half + 1]
+            tz[i] = dref[:, r - half : r + half + 1, c - half : c + half + 1]
             mask[i, 0] = valid[r - half : r + half + 1, c - half : c + half + 1]
-        tz = tmpl[:, :, :t, :t]
         # Zero-mean over the valid pixels, and exactly zero on nodata: the plain correlation is then an NCC
         # numerator, and nodata parts of the template ignore whatever lies under them in mov (a constant
         # -mean there would correlate with the mov structure and bias the peak).
@@ -340,15 +339,13 @@ class _TemplateBank:
         tz *= mask
         self.norm = np.sqrt(np.einsum("nkij,nkij->n", tz, tz))
         self.full = (mask > 0.5).all(axis=(1, 2, 3))
-        self.spec = np.conj(sfft.rfft2(tmpl, workers=1))
+        self.spec = np.conj(sfft.rfft2(tz, s=(self.size, self.size), workers=1))  # zero-padded to the FFT size
         # Channel-summed planes for the masked NCC (validity, sum of T, sum of T^2 per pixel); their spectra
         # are only computed for the templates that need masking (near nodata or the image border).
         self.aux = np.stack([mask[:, 0], tz.sum(axis=1), np.einsum("nkij,nkij->nij", tz, tz)], axis=1)
 
     def aux_spectra(self, ids: np.ndarray) -> np.ndarray:
-        planes = np.zeros((len(ids), 3, self.size, self.size), dtype=np.float32)
-        planes[:, :, : self.t, : self.t] = self.aux[ids]
-        return np.conj(sfft.rfft2(planes, workers=1))
+        return np.conj(sfft.rfft2(self.aux[ids], s=(self.size, self.size), workers=1))
 
 
 def _match_templates(bank: _TemplateBank, dmov: np.ndarray, mov_valid: np.ndarray, pred: np.ndarray, cfg: CFOGConfig) -> _Matches:
@@ -398,11 +395,12 @@ def _match_templates(bank: _TemplateBank, dmov: np.ndarray, mov_valid: np.ndarra
     return _Matches(*(np.concatenate(parts) for parts in zip(*out)))
 
 
-def _search_windows(ps: np.ndarray, dpad: np.ndarray, size: int, span: int) -> np.ndarray:
-    srch = np.zeros((len(ps), dpad.shape[0], size, size), dtype=np.float32)
+def _search_windows(ps: np.ndarray, dpad: np.ndarray, span: int) -> np.ndarray:
+    """[m, K, span, span] windows of the padded mov descriptors (the FFTs zero-pad them to their size)."""
+    srch = np.empty((len(ps), dpad.shape[0], span, span), dtype=np.float32)
     for i, (pr, pc) in enumerate(ps):
         # Window whose top-left is (pr, pc) in padded coords = centred on (pr, pc) - radius in mov coords.
-        srch[i, :, :span, :span] = dpad[:, pr : pr + span, pc : pc + span]
+        srch[i] = dpad[:, pr : pr + span, pc : pc + span]
     return srch
 
 
@@ -410,8 +408,8 @@ def _ncc_full(bank: _TemplateBank, ids: np.ndarray, ps: np.ndarray, dpad: np.nda
     """NCC surfaces [m, n_off, n_off] when template and search window are entirely valid."""
     t, radius, size = bank.t, bank.radius, bank.size
     half, span, n_off = t // 2, t + 2 * radius, 2 * radius + 1
-    srch = _search_windows(ps, dpad, size, span)
-    s_tm = sfft.irfft2((bank.spec[ids] * sfft.rfft2(srch, workers=1)).sum(axis=1), s=(size, size), workers=1)[:, :n_off, :n_off]
+    srch = _search_windows(ps, dpad, span)
+    s_tm = sfft.irfft2((bank.spec[ids] * sfft.rfft2(srch, s=(size, size), workers=1)).sum(axis=1), s=(size, size), workers=1)[:, :n_off, :n_off]
     # Box sums are centred: the window with top-left (pr + dy, pc + dx) is centred at (pr + half + dy, ...).
     s_m = np.stack([s1[pr + half : pr + half + n_off, pc + half : pc + half + n_off] for pr, pc in ps])
     s_m2 = np.stack([s2[pr + half : pr + half + n_off, pc + half : pc + half + n_off] for pr, pc in ps])
@@ -427,14 +425,14 @@ def _ncc_masked(
     """Masked NCC surfaces [m, n_off, n_off]: statistics over the pixels valid in both images at each offset."""
     t, radius, size = bank.t, bank.radius, bank.size
     k, span, n_off = dpad.shape[0], t + 2 * radius, 2 * radius + 1
-    srch = _search_windows(ps, dpad, size, span)
-    aux = np.zeros((len(ps), 3, size, size), dtype=np.float32)
+    srch = _search_windows(ps, dpad, span)
+    aux = np.empty((len(ps), 3, span, span), dtype=np.float32)
     for i, (pr, pc) in enumerate(ps):
-        aux[i, 0, :span, :span] = vpad[pr : pr + span, pc : pc + span]
+        aux[i, 0] = vpad[pr : pr + span, pc : pc + span]
     aux[:, 1] = srch.sum(axis=1)
     aux[:, 2] = np.einsum("mkij,mkij->mij", srch, srch)
-    fs = sfft.rfft2(srch, workers=1)
-    fa = sfft.rfft2(aux, workers=1)
+    fs = sfft.rfft2(srch, s=(size, size), workers=1)
+    fa = sfft.rfft2(aux, s=(size, size), workers=1)
     ta = bank.aux_spectra(ids)
     prods = np.stack(
         [

@@ -23,7 +23,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from geomreg.matching.model import fine_to_pixel, pixel_to_fine
 
@@ -47,43 +46,74 @@ def consensus_homography(
     better one is found (too few matches, a non-finite step)."""
     if len(xy_a) < 8:
         return H
-    radius = heat.shape[-1] // 2
-    a = xy_a.double().cpu()
-    a1 = torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], dim=1)  # [K, 3]
-    c = centre.double().cpu()
-    hm = heat.double().cpu()[:, None]  # [K, 1, w, w]
-    T = _normaliser(a)
-    H0 = torch.from_numpy(np.asarray(H, np.float64)) @ torch.linalg.inv(T)  # acts on normalised A points
+    cost = HeatmapCost(H, xy_a, centre, heat, floor)
     delta = torch.zeros(8, dtype=torch.float64, requires_grad=True)
-
-    def homography(d: torch.Tensor) -> torch.Tensor:
-        D = torch.eye(3, dtype=torch.float64) + torch.cat([d, d.new_zeros(1)]).view(3, 3)
-        return H0 @ D @ T
-
-    def cost(d: torch.Tensor) -> torch.Tensor:
-        q = a1 @ homography(d).T  # [K, 3]
-        q = q[:, :2] / q[:, 2:3]
-        u = pixel_to_fine(q) - c  # [K, 2] fine cells from each window's centre
-        grid = (u / radius).view(-1, 1, 1, 2)  # grid_sample's [-1, 1] spans the window
-        p = F.grid_sample(hm, grid, mode="bilinear", padding_mode="zeros", align_corners=True).view(-1)
-        return -torch.log(p + floor).mean()
-
     opt = torch.optim.LBFGS([delta], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = cost(delta)
-        loss.backward()
-        return loss
+        # The gradient is written out (HeatmapCost.value_and_grad): autograd's bookkeeping cost several times
+        # the arithmetic on a few hundred heatmaps, and L-BFGS calls this ~100 times per pair.
+        loss, grad = cost.value_and_grad(delta.detach().numpy())
+        delta.grad = torch.from_numpy(grad)
+        return torch.tensor(loss, dtype=torch.float64)
 
-    with torch.enable_grad():
-        start = float(cost(delta.detach()))
-        opt.step(closure)
-        end = float(cost(delta.detach()))
-    out = homography(delta.detach()).numpy()
+    start = cost.value_and_grad(np.zeros(8))[0]
+    opt.step(closure)
+    d = delta.detach().numpy()
+    end = cost.value_and_grad(d)[0]
+    out = cost.homography(d)
     if not np.all(np.isfinite(out)) or not end <= start:
         return H
     return out / out[2, 2]
+
+
+class HeatmapCost:
+    """-mean_i log(p_i(H(a_i)) + floor) over the 8 parameters d of H(d) = H0 (I + D(d)) T, and its gradient.
+
+    p_i is match i's heatmap read bilinearly (zero outside the window), as ``F.grid_sample`` with
+    ``align_corners=True`` reads it; T normalises the anchors, so the parameters act alike.
+    """
+
+    def __init__(self, H: np.ndarray, xy_a: torch.Tensor, centre: torch.Tensor, heat: torch.Tensor, floor: float) -> None:
+        a = xy_a.double().cpu()
+        T = _normaliser(a)
+        self.T = T.numpy()
+        self.H0 = np.asarray(H, np.float64) @ np.linalg.inv(self.T)  # acts on normalised A points
+        self.anchors = np.concatenate([a.numpy(), np.ones((len(a), 1))], axis=1) @ self.T.T  # [K, 3] normalised
+        self.origin = pixel_to_fine(torch.zeros(2, dtype=torch.float64)).numpy()  # fine index of pixel (0, 0)
+        self.per_pixel = float(pixel_to_fine(torch.ones(2, dtype=torch.float64))[0]) - float(self.origin[0])
+        self.heat = heat.double().cpu().numpy()  # [K, w, w]
+        self.window = centre.double().cpu().numpy() - heat.shape[-1] // 2  # [K, 2] fine index of each window's cell (0, 0)
+        self.floor = floor
+
+    def homography(self, d: np.ndarray) -> np.ndarray:
+        return self.H0 @ (np.eye(3) + np.append(d, 0.0).reshape(3, 3)) @ self.T
+
+    def value_and_grad(self, d: np.ndarray) -> tuple[float, np.ndarray]:
+        K, w = len(self.heat), self.heat.shape[-1]
+        D = np.eye(3) + np.append(d, 0.0).reshape(3, 3)
+        v = self.anchors @ D.T  # [K, 3]
+        q = v @ self.H0.T  # [K, 3] homogeneous B pixels
+        xy = q[:, :2] / q[:, 2:3]
+        pos = self.origin + xy * self.per_pixel - self.window  # [K, 2] (x, y) in window cells
+        lo = np.floor(np.clip(pos, -2.0, w + 1.0))
+        f = pos - lo  # bilinear weights (meaningless where clipped: every corner is then outside)
+        x0, y0 = lo[:, 0].astype(np.int64), lo[:, 1].astype(np.int64)
+        k = np.arange(K)
+
+        def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            inside = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < w)
+            return np.where(inside, self.heat[k, np.clip(yy, 0, w - 1), np.clip(xx, 0, w - 1)], 0.0)
+
+        v00, v01, v10, v11 = at(y0, x0), at(y0, x0 + 1), at(y0 + 1, x0), at(y0 + 1, x0 + 1)
+        fx, fy = f[:, 0], f[:, 1]
+        p = v00 * (1 - fx) * (1 - fy) + v01 * fx * (1 - fy) + v10 * (1 - fx) * fy + v11 * fx * fy
+        loss = float(-np.log(p + self.floor).mean())
+        dp = np.stack([(1 - fy) * (v01 - v00) + fy * (v11 - v10), (1 - fx) * (v10 - v00) + fx * (v11 - v01)], axis=1)
+        g_xy = (-1.0 / (K * (p + self.floor)))[:, None] * dp * self.per_pixel  # [K, 2] dloss / dxy
+        g_q = np.concatenate([g_xy / q[:, 2:3], -(g_xy * xy).sum(axis=1, keepdims=True) / q[:, 2:3]], axis=1)  # [K, 3]
+        g_D = (g_q @ self.H0).T @ self.anchors  # [3, 3]: dloss / dD[j, k] = sum_i g_v[i, j] anchors[i, k]
+        return loss, g_D.ravel()[:8].copy()
 
 
 def positions_near(

@@ -26,10 +26,23 @@ ANCHOR = 2
 
 
 @dataclass(frozen=True)
+class MixedWindows:
+    """A's windows after the mixer's self attention: they depend on A's cells only, so a second pass over the
+    same matches (guided matching moves only B's windows) reuses them instead of recomputing half its work."""
+
+    tokens: torch.Tensor  # [M, K, C] after self attention (the residual stream)
+    normed: torch.Tensor  # [M, K, C] the same, layer-normed (cross attention's keys and values)
+
+    def __getitem__(self, keep: torch.Tensor) -> "MixedWindows":
+        return MixedWindows(self.tokens[keep], self.normed[keep])
+
+
+@dataclass(frozen=True)
 class FineResult:
     offset: torch.Tensor  # [M, 2] (x, y) offset in 1/2-resolution px from B's window centre (expectation; local at inference)
     std: torch.Tensor  # [M] standard deviation of that expectation (1/2-resolution pixels)
     heatmap: torch.Tensor  # [M, w, w]
+    windows_a: MixedWindows | None = None  # A's mixed windows, for a further pass over the same matches
 
 
 def anchor_fine_xy(idx: torch.Tensor, w8: int) -> torch.Tensor:
@@ -73,21 +86,29 @@ class WindowMixer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
-    def forward(self, wa: torch.Tensor, wb: torch.Tensor, anchor: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # wa, wb [M, K, C] -> A's anchor token [M, C] and B's window [M, K, C]
-        m = wa.shape[0]
-        x = torch.cat([wa, wb], dim=0)  # [2M, K, C]
-        h = self.norm1(x)
-        x = x + self.self_attn(h, h, h, need_weights=False)[0]  # A's whole window is B's context below
-        h = self.norm2(x)
-        ha, hb = h[:m], h[m:]
+    def mix_within(self, w: torch.Tensor) -> MixedWindows:
+        """Self attention inside each window (A's and B's alike). w [M, K, C]."""
+        h = self.norm1(w)
+        x = w + self.self_attn(h, h, h, need_weights=False)[0]
+        return MixedWindows(x, self.norm2(x))
+
+    def forward(
+        self, wa: torch.Tensor | MixedWindows, wb: torch.Tensor, anchor: int
+    ) -> tuple[torch.Tensor, torch.Tensor, MixedWindows]:
+        # wa (or A's windows already mixed), wb [M, K, C] -> A's anchor token [M, C], B's window [M, K, C], A's mixed windows
+        if isinstance(wa, MixedWindows):
+            a, b = wa, self.mix_within(wb)
+        else:
+            m = wa.shape[0]
+            both = self.mix_within(torch.cat([wa, wb], dim=0))  # [2M, K, C]: one batch for both sides
+            a, b = both[slice(0, m)], both[slice(m, None)]
         # Past this point only A's anchor is read (it is the correlation query), so only it reads B's
         # window and goes through the MLP: the same result at half the cost of mixing all of A's tokens.
-        xa = x[:m, anchor : anchor + 1] + self.cross_attn(ha[:, anchor : anchor + 1], hb, hb, need_weights=False)[0]  # [M, 1, C]
-        xb = x[m:] + self.cross_attn(hb, ha, ha, need_weights=False)[0]  # [M, K, C]
+        xa = a.tokens[:, anchor : anchor + 1] + self.cross_attn(a.normed[:, anchor : anchor + 1], b.normed, b.normed, need_weights=False)[0]  # [M, 1, C]
+        xb = b.tokens + self.cross_attn(b.normed, a.normed, a.normed, need_weights=False)[0]  # [M, K, C]
         y = torch.cat([xa, xb], dim=1)  # [M, 1 + K, C]
         y = y + self.mlp(self.norm3(y))
-        return y[:, 0], y[:, 1:]
+        return y[:, 0], y[:, 1:], a
 
 
 class FineMatching(nn.Module):
@@ -119,21 +140,25 @@ class FineMatching(nn.Module):
         idx_b: torch.Tensor,
         w8: int,
         centre_b: torch.Tensor | None = None,  # [M, 2] fine (x, y) of B's windows (default: idx_b's anchors)
+        windows_a: MixedWindows | None = None,  # A's mixed windows of these same matches, from an earlier pass
     ) -> FineResult:
         w = self.cfg.window
         m = batch.numel()
         if m == 0:
             z = fine_a.new_zeros(0)
             return FineResult(z.view(0, 2), z, z.view(0, w, w))
+        if windows_a is not None and windows_a.tokens.shape[:2] != (m, w * w):
+            raise ValueError(f"FineMatching: windows_a holds {tuple(windows_a.tokens.shape[:2])} windows, expected {(m, w * w)}")
         centre_b = anchor_fine_xy(idx_b, w8) if centre_b is None else centre_b
-        wa = gather_windows(fine_a, batch, anchor_fine_xy(idx_a, w8), w)  # [M, w*w, C0]
-        wb = gather_windows(fine_b, batch, centre_b, w)
-        wa = self.fine_proj(wa) + self.coarse_proj(coarse_a[batch, idx_a])[:, None]
+        wb = gather_windows(fine_b, batch, centre_b, w)  # [M, w*w, C0]
         wb = self.fine_proj(wb) + self.coarse_proj(coarse_b[batch, idx_b])[:, None]
-        query, wb = self.mixer(wa, wb, anchor=(w * w) // 2)  # [M, C] the anchor of A, [M, w*w, C]
+        if windows_a is None:
+            wa = gather_windows(fine_a, batch, anchor_fine_xy(idx_a, w8), w)
+            wa = self.fine_proj(wa) + self.coarse_proj(coarse_a[batch, idx_a])[:, None]
+        query, wb, windows_a = self.mixer(wa if windows_a is None else windows_a, wb, anchor=(w * w) // 2)  # [M, C], [M, w*w, C]
         sim = torch.einsum("mc,mkc->mk", query, wb) / wb.shape[-1] ** 0.5
         heat = F.softmax(sim.float(), dim=-1)  # [M, w*w]
         mean = heat @ self.offsets  # [M, 2]
         var = (heat[..., None] * (self.offsets[None] - mean[:, None]) ** 2).sum(dim=(1, 2))
         position = mean if self.training or not self.cfg.local_radius else local_expectation(heat, self.offsets, self.cfg.local_radius)
-        return FineResult(position, var.clamp_min(1e-10).sqrt(), heat.view(m, w, w))
+        return FineResult(position, var.clamp_min(1e-10).sqrt(), heat.view(m, w, w), windows_a)

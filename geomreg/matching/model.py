@@ -21,7 +21,7 @@ from geomreg.matching.cmi import CrossModalityInteraction
 from geomreg.matching.coarse import CoarseMatches, CoarseMatching, CoarseResult
 from geomreg.matching.config import RegNetMamba2Config
 from geomreg.matching.encoder import Pyramid, SiameseEncoder
-from geomreg.matching.fine import FineMatching, FineResult, anchor_fine_xy
+from geomreg.matching.fine import FineMatching, FineResult, MixedWindows, anchor_fine_xy
 from geomreg.matching.msf import MultiScaleFusion
 from geomreg.nn.mamba2 import MixerConfig
 
@@ -181,7 +181,8 @@ class RegNetMamba2(nn.Module):
         fm, w8 = out.fine_matches, out.hw8[1]
         keep = torch.ones_like(fm.batch, dtype=torch.bool) if keep is None else keep
         batch, idx_a, confidence = fm.batch[keep], fm.idx_a[keep], fm.confidence[keep]
-        fine, centre = self.fine_around(out.features, w8, batch, idx_a, xy_b[keep])
+        reuse = None if out.fine.windows_a is None else out.fine.windows_a[keep]  # A's side is unchanged
+        fine, centre = self.fine_around(out.features, w8, batch, idx_a, xy_b[keep], windows_a=reuse)
         xy_a = fine_to_pixel(anchor_fine_xy(idx_a, w8).float())
         return FineAt(Correspondences(batch, xy_a, fine_to_pixel(centre.float() + fine.offset), confidence), fine, centre)
 
@@ -192,6 +193,7 @@ class RegNetMamba2(nn.Module):
         batch: torch.Tensor,  # [K]
         idx_a: torch.Tensor,  # [K] A's cells
         xy_b: torch.Tensor,  # [K, 2] pixel (x, y) in B to centre each window on
+        windows_a: MixedWindows | None = None,  # A's mixed windows of these matches (FineResult.windows_a)
     ) -> tuple[FineResult, torch.Tensor]:
         """The fine stage on windows of B centred at the fine pixel nearest ``xy_b`` (not on a coarse cell's
         anchor). Returns its result and the windows' fine (x, y) centres [K, 2], which its offsets are from.
@@ -201,7 +203,7 @@ class RegNetMamba2(nn.Module):
         centre = torch.stack([centre[:, 0].clamp(0, w2 - 1), centre[:, 1].clamp(0, h2 - 1)], dim=-1)
         cell = centre // (STRIDE_COARSE // STRIDE_FINE)  # [K, 2] the coarse cell holding it (its 1/8 context)
         idx_b = cell[:, 1] * w8 + cell[:, 0]
-        fine = self.fine(feats.fine_a, feats.fine_b, feats.coarse_a, feats.coarse_b, batch, idx_a, idx_b, w8, centre_b=centre)
+        fine = self.fine(feats.fine_a, feats.fine_b, feats.coarse_a, feats.coarse_b, batch, idx_a, idx_b, w8, centre_b=centre, windows_a=windows_a)
         return fine, centre
 
 

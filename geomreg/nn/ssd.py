@@ -48,9 +48,13 @@ _SEGMENT_ELEMENTS = 2**20
 _NEGLIGIBLE_DECAY = 1e-26
 
 
-def _decay(log_decay: torch.Tensor) -> torch.Tensor:
-    """exp(log_decay), with negligible factors flushed to zero (see ``_NEGLIGIBLE_DECAY``)."""
-    return F.threshold(torch.exp(log_decay), _NEGLIGIBLE_DECAY, 0.0)
+def _decay(log_decay: torch.Tensor, scratch: bool = False) -> torch.Tensor:
+    """exp(log_decay), with negligible factors flushed to zero (see ``_NEGLIGIBLE_DECAY``). With ``scratch``
+    the caller gives ``log_decay`` up, and it is overwritten when autograd does not need it."""
+    if torch.is_grad_enabled() and log_decay.requires_grad:
+        return F.threshold(torch.exp(log_decay), _NEGLIGIBLE_DECAY, 0.0)
+    out = log_decay.exp_() if scratch else torch.exp(log_decay)
+    return F.threshold_(out, _NEGLIGIBLE_DECAY, 0.0)
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -100,7 +104,7 @@ def _chunk_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torch.
     b, c1, h, p, n = states.shape
     c = c1 - 1
     if c <= _RECURRENCE_BLOCK or c1 * c1 * h * p * n * b <= _MATRIX_FORM_BUDGET:
-        decay = _decay(segsum(F.pad(chunk_decay, (1, 0))))  # [b, h, c+1, c+1]
+        decay = _decay(segsum(F.pad(chunk_decay, (1, 0))), scratch=True)  # [b, h, c+1, c+1]
         return torch.einsum("bhzc,bchpn->bzhpn", decay, states)
     if b * h * p * n <= _SMALL_STATE:
         # Tiny states (the 1/2-scale maps: thousands of chunks of a 4x4 state): blocks of chunks in matrix
@@ -122,12 +126,12 @@ def _blocked_recurrence(states: torch.Tensor, chunk_decay: torch.Tensor) -> torc
     u = rearrange(F.pad(states[:, 1:], (0, 0, 0, 0, 0, 0, 0, pad)), "b (k t) h p n -> b k t h p n", t=K)
     log_f = rearrange(F.pad(chunk_decay, (0, pad)), "b h (k t) -> b h k t", t=K)
     # 1. inside each block, from a zero entering state: local_t = sum_{j<=t} exp(log_f[j+1..t]) u_j
-    local = torch.einsum("bhktj,bkjhpn->bkthpn", _decay(segsum(log_f)), u)
+    local = torch.einsum("bhktj,bkjhpn->bkthpn", _decay(segsum(log_f), scratch=True), u)
     # 2. the states entering each block: the same recurrence over blocks (block inputs = local block ends)
     block_in = torch.cat([states[:, :1], local[:, :, -1]], dim=1)  # [b, nb+1, h, p, n]
     entering = _chunk_recurrence(block_in, log_f.sum(-1))[:, :-1]  # [b, nb, h, p, n]
     # 3. every chunk's state = its local part + the entering state decayed through the block so far
-    carried = _decay(torch.cumsum(log_f, dim=-1))  # [b, h, nb, K]
+    carried = _decay(torch.cumsum(log_f, dim=-1), scratch=True)  # [b, h, nb, K]
     out = local + rearrange(carried, "b h k t -> b k t h 1 1") * entering[:, :, None]
     out = rearrange(out, "b k t h p n -> b (k t) h p n")[:, :c]
     return torch.cat([states[:, :1], out], dim=1)
@@ -248,12 +252,12 @@ def _ssd_segment(x, dt, A, B, C, T, D, initial_state, out=None):
     # 1. intra-chunk (diagonal blocks): y_l = sum_{s<=l} C_l.B_s exp(a_{s+1..l}) dt_s x_s
     #    (the difference of cumulative sums, as in mamba-ssm's kernel, masked above the diagonal)
     causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-    decay_in = _decay((a_cum[..., :, None] - a_cum[..., None, :]).masked_fill(~causal, float("-inf")))
+    decay_in = _decay((a_cum[..., :, None] - a_cum[..., None, :]).masked_fill(~causal, float("-inf")), scratch=True)
     scores = torch.matmul(C_c, B_c.transpose(-1, -2)) * decay_in  # [b, g, r, c, t, t]
     y = torch.matmul(scores, x_c)  # [b, g, r, c, t, p]
 
     # 2. state of every chunk from its own inputs, decayed to the chunk end
-    decay_to_end = _decay(a_cum[..., -1:] - a_cum)  # [b, g, r, c, t]
+    decay_to_end = _decay(a_cum[..., -1:] - a_cum, scratch=True)  # [b, g, r, c, t]
     chunk_states = torch.matmul((x_c * decay_to_end[..., None]).transpose(-1, -2), B_c)  # [b, g, r, c, p, n]
 
     # 3. chunk-to-chunk recurrence

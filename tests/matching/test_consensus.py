@@ -1,7 +1,9 @@
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from geomreg.matching.consensus import consensus_homography, positions_near
+from geomreg.matching.consensus import HeatmapCost, consensus_homography, positions_near
+from geomreg.matching.model import pixel_to_fine
 from geomreg.matching.fine import window_offsets
 
 WINDOW = 7
@@ -83,3 +85,30 @@ def test_positions_are_read_from_the_heatmap_at_the_consensus_to_sub_cell_precis
 def test_no_matches_read_nothing():
     xy_b, keep = positions_near(np.eye(3), torch.zeros(0, 2), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, WINDOW, WINDOW), 1.0)
     assert xy_b.shape == (0, 2) and keep.shape == (0,)
+
+
+def _autograd_cost(cost: HeatmapCost, xy_a: torch.Tensor, centre: torch.Tensor, heat: torch.Tensor, d: np.ndarray):
+    """The same cost through F.grid_sample and autograd: the definition the written-out gradient must match."""
+    delta = torch.tensor(d, dtype=torch.float64, requires_grad=True)
+    Hd = torch.from_numpy(cost.H0) @ (torch.eye(3, dtype=torch.float64) + torch.cat([delta, delta.new_zeros(1)]).view(3, 3)) @ torch.from_numpy(cost.T)
+    q = torch.cat([xy_a.double(), torch.ones(len(xy_a), 1, dtype=torch.float64)], 1) @ Hd.T
+    u = pixel_to_fine(q[:, :2] / q[:, 2:3]) - centre.double()
+    r = heat.shape[-1] // 2
+    p = F.grid_sample(heat.double()[:, None], (u / r).view(-1, 1, 1, 2), mode="bilinear", padding_mode="zeros", align_corners=True).view(-1)
+    loss = -torch.log(p + 0.01).mean()
+    loss.backward()
+    return float(loss.detach()), delta.grad.numpy()
+
+
+def test_written_out_gradient_equals_autograd_through_grid_sample():
+    rng, H_true, H_guide, xy_a = _case(3)
+    centre, heat = _heatmaps(xy_a, H_true, H_guide, sigma=1.5, rng=rng)
+    xy = torch.from_numpy(xy_a)
+    cost = HeatmapCost(H_guide, xy, centre, heat, 0.01)
+    # at the guide, a few px off, and far enough that many anchors leave their windows (zero heat, zero gradient)
+    for d in (np.zeros(8), rng.normal(0, 0.01, 8), rng.normal(0, 0.2, 8)):
+        loss, grad = cost.value_and_grad(d)
+        want_loss, want_grad = _autograd_cost(cost, xy, centre, heat, d)
+        assert abs(loss - want_loss) < 1e-12
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-12)
+    assert np.allclose(cost.homography(np.zeros(8)), H_guide)

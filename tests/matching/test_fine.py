@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from geomreg.matching.config import FineConfig
-from geomreg.matching.fine import FineMatching, anchor_fine_xy, gather_windows, local_expectation
+from geomreg.matching.fine import FineMatching, MixedWindows, anchor_fine_xy, gather_windows, local_expectation
 
 
 class _GivenScores(torch.nn.Module):
@@ -19,7 +19,7 @@ class _GivenScores(torch.nn.Module):
         query[:, 0] = c**0.5
         given = torch.zeros(m, k, c)
         given[..., 0] = self.scores
-        return query, given
+        return query, given, MixedWindows(wa, wa)
 
 
 def _fine_on_scores(scores: torch.Tensor, training: bool, local_radius: int = 1):

@@ -57,6 +57,29 @@ def test_fine_stage_refines_requested_matches(model):
     assert out.matches.xy_a.tolist() == [[36.5, 12.5], [68.5, 20.5]]
 
 
+def test_second_pass_reuses_a_side_windows_with_the_same_result(model):
+    # Guided matching moves only B's windows: A's mixed windows from the first pass are reused, which must give
+    # what recomputing them gives.
+    from geomreg.matching.coarse import CoarseMatches
+
+    model.eval()
+    torch.manual_seed(1)
+    a = torch.rand(2, 1, 128, 128)
+    req = CoarseMatches(torch.tensor([0, 0, 1, 1]), torch.tensor([20, 40, 41, 77]), torch.tensor([21, 41, 40, 90]), torch.ones(4))
+    with torch.no_grad():
+        out = model(a, a.flip(-1), fine_on=lambda pred: req)
+        assert out.fine.windows_a is not None and out.fine.windows_a.tokens.shape[0] == 4
+        xy_b = out.matches.xy_b + torch.tensor([[3.0, -2.0]])
+        keep = torch.tensor([True, False, True, True])
+        reused = model.fine_at(out, xy_b, keep=keep)
+        fresh, centre = model.fine_around(out.features, out.hw8[1], req.batch[keep], req.idx_a[keep], xy_b[keep])
+    assert torch.equal(reused.centre, centre)
+    torch.testing.assert_close(reused.fine.heatmap, fresh.heatmap, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reused.fine.offset, fresh.offset, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="windows_a"):
+        model.fine_around(out.features, out.hw8[1], req.batch, req.idx_a, xy_b, windows_a=out.fine.windows_a[keep])
+
+
 def test_rejects_mismatched_sizes(model):
     with pytest.raises(ValueError, match="divisible by 8"):
         model(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 72))

@@ -151,7 +151,10 @@ def cfog_descriptor(img: np.ndarray, valid: np.ndarray | None = None, config: CF
         proj = np.abs(gx * math.cos(theta) + gy * math.sin(theta))
         chans[i] = cv2.GaussianBlur(proj, (0, 0), cfg.smooth_sigma, borderType=cv2.BORDER_REFLECT)
     # [1, 2, 1] / 4 across orientations, circular because 0 and 180 degrees are the same direction.
-    chans = 0.5 * chans + 0.25 * (np.roll(chans, 1, axis=0) + np.roll(chans, -1, axis=0))
+    smoothed = np.empty_like(chans)
+    for i in range(k):  # plane by plane: cache-sized temporaries
+        smoothed[i] = 0.5 * chans[i] + 0.25 * (chans[i - 1] + chans[(i + 1) % k])
+    chans = smoothed
     norm = np.sqrt(np.einsum("khw,khw->hw", chans, chans))
     # Regularised L2 normalisation: the floor keeps flat, noise-only areas weak instead of
     # blowing their noise up to unit length (they then contribute little to any correlation).
@@ -334,18 +337,26 @@ class _TemplateBank:
         # Zero-mean over the valid pixels, and exactly zero on nodata: the plain correlation is then an NCC
         # numerator, and nodata parts of the template ignore whatever lies under them in mov (a constant
         # -mean there would correlate with the mov structure and bias the peak).
-        mean = (tz * mask).sum(axis=(1, 2, 3), keepdims=True) / np.maximum(k * mask.sum(axis=(1, 2, 3), keepdims=True), 1.0)
-        tz -= mean
-        tz *= mask
+        count = mask.sum(axis=(1, 2, 3), keepdims=True)
+        self.full = count.ravel() >= t * t - 0.5
+        # Most templates lie on valid pixels only: the mask is all ones there and its products are skipped.
+        part = ~self.full
+        sums = tz.sum(axis=(1, 2, 3), keepdims=True)
+        if part.any():
+            sums[part] = (tz[part] * mask[part]).sum(axis=(1, 2, 3), keepdims=True)
+        tz -= sums / np.maximum(k * count, 1.0)
+        if part.any():
+            tz[part] *= mask[part]
         self.norm = np.sqrt(np.einsum("nkij,nkij->n", tz, tz))
-        self.full = (mask > 0.5).all(axis=(1, 2, 3))
         self.spec = np.conj(sfft.rfft2(tz, s=(self.size, self.size), workers=1))  # zero-padded to the FFT size
-        # Channel-summed planes for the masked NCC (validity, sum of T, sum of T^2 per pixel); their spectra
-        # are only computed for the templates that need masking (near nodata or the image border).
-        self.aux = np.stack([mask[:, 0], tz.sum(axis=1), np.einsum("nkij,nkij->nij", tz, tz)], axis=1)
+        self._tz, self._mask = tz, mask
 
     def aux_spectra(self, ids: np.ndarray) -> np.ndarray:
-        return np.conj(sfft.rfft2(self.aux[ids], s=(self.size, self.size), workers=1))
+        """Spectra of the channel-summed planes the masked NCC needs (validity, sum of T, sum of T^2 per pixel),
+        computed only for the templates that need masking (near nodata or the image border)."""
+        tz = self._tz[ids]
+        planes = np.stack([self._mask[ids, 0], tz.sum(axis=1), np.einsum("nkij,nkij->nij", tz, tz)], axis=1)
+        return np.conj(sfft.rfft2(planes, s=(self.size, self.size), workers=1))
 
 
 def _match_templates(bank: _TemplateBank, dmov: np.ndarray, mov_valid: np.ndarray, pred: np.ndarray, cfg: CFOGConfig) -> _Matches:

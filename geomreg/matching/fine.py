@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from geomreg.matching.config import FineConfig
+from geomreg.nn.attention import attend
 
 # A coarse cell (8x8 px) is 4x4 cells at 1/2; we anchor each coarse cell at fine index 4 * cell + 2.
 FINE_PER_COARSE = 4
@@ -89,7 +90,7 @@ class WindowMixer(nn.Module):
     def mix_within(self, w: torch.Tensor) -> MixedWindows:
         """Self attention inside each window (A's and B's alike). w [M, K, C]."""
         h = self.norm1(w)
-        x = w + self.self_attn(h, h, h, need_weights=False)[0]
+        x = w + attend(self.self_attn, h, h, h)
         return MixedWindows(x, self.norm2(x))
 
     def forward(
@@ -104,8 +105,8 @@ class WindowMixer(nn.Module):
             a, b = both[slice(0, m)], both[slice(m, None)]
         # Past this point only A's anchor is read (it is the correlation query), so only it reads B's
         # window and goes through the MLP: the same result at half the cost of mixing all of A's tokens.
-        xa = a.tokens[:, anchor : anchor + 1] + self.cross_attn(a.normed[:, anchor : anchor + 1], b.normed, b.normed, need_weights=False)[0]  # [M, 1, C]
-        xb = b.tokens + self.cross_attn(b.normed, a.normed, a.normed, need_weights=False)[0]  # [M, K, C]
+        xa = a.tokens[:, anchor : anchor + 1] + attend(self.cross_attn, a.normed[:, anchor : anchor + 1], b.normed, b.normed)  # [M, 1, C]
+        xb = b.tokens + attend(self.cross_attn, b.normed, a.normed, a.normed)  # [M, K, C]
         y = torch.cat([xa, xb], dim=1)  # [M, 1 + K, C]
         y = y + self.mlp(self.norm3(y))
         return y[:, 0], y[:, 1:], a

@@ -14,7 +14,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., C]
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        # x * rsqrt(mean(x^2) + eps) * weight, fused: a third of the time at the 1/2 scale's 24 channels.
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class GatedRMSNorm(RMSNorm):

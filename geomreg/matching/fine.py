@@ -34,7 +34,7 @@ class MixedWindows:
     tokens: torch.Tensor  # [M, K, C] after self attention (the residual stream)
     normed: torch.Tensor  # [M, K, C] the same, layer-normed (cross attention's keys and values)
 
-    def __getitem__(self, keep: torch.Tensor) -> "MixedWindows":
+    def __getitem__(self, keep: torch.Tensor | slice) -> "MixedWindows":
         return MixedWindows(self.tokens[keep], self.normed[keep])
 
 
@@ -102,7 +102,7 @@ class WindowMixer(nn.Module):
         else:
             m = wa.shape[0]
             both = self.mix_within(torch.cat([wa, wb], dim=0))  # [2M, K, C]: one batch for both sides
-            a, b = both[slice(0, m)], both[slice(m, None)]
+            a, b = both[:m], both[m:]
         # Past this point only A's anchor is read (it is the correlation query), so only it reads B's
         # window and goes through the MLP: the same result at half the cost of mixing all of A's tokens.
         xa = a.tokens[:, anchor : anchor + 1] + attend(self.cross_attn, a.normed[:, anchor : anchor + 1], b.normed, b.normed)  # [M, 1, C]

@@ -171,18 +171,20 @@ def test_scheduler_killed_mid_batch_then_a_rerun_finishes(scene_pairs, tmp_path)
 
 
 def test_worker_over_its_memory_limit_is_retried_or_reported(scene_pairs, tmp_path):
-    """The nanny kills and restarts a worker whose memory passes its limit. Once (pair 2): the task runs again
-    and the pair registers. Every time (pair 3): the scheduler gives up on the task (allowed-failures 1) and the
-    pair is reported with the reason. The other pairs complete; no pair is silently lost."""
+    """The nanny kills and restarts a worker whose memory passes its limit. Once (the second pair, p1): the task
+    runs again and the pair registers. Every time (the third, p2): the scheduler gives up on the task
+    (allowed-failures 2: three deaths) and the pair is reported with the reason. The other pairs complete; no pair
+    is silently lost. Why 2 and not 1: a task the scheduler has already sent to a worker that dies counts that
+    death too, so with 1 the retried p1 could be failed by sitting once behind p2's hog (seen on a loaded machine)."""
     manifest = _many_pairs(scene_pairs, tmp_path, 4)
     out = tmp_path / "out"
     hog = tmp_path / "hog"
     hog.mkdir()
     cluster = ClusterProcess(tmp_path, "--memory-limit", "1500MiB", "--hog", "geomreg-fuse-2-:1", "--hog", "geomreg-fuse-3-:99",
-                             "--hog-dir", str(hog), "--allowed-failures", "1")
+                             "--hog-dir", str(hog), "--allowed-failures", "2")
     proc, stdout, stderr = _batch_to_end(manifest, out, cluster)
     hogged = sorted(q.name for q in hog.iterdir())
-    assert hogged[:1] == ["hog-geomreg-fuse-2-0"] and len(hogged) >= 3  # workers really went over their limit
+    assert hogged[:1] == ["hog-geomreg-fuse-2-0"] and len(hogged) >= 4  # workers really went over their limit
     s = _summary(out)
     st = {k: (v["status"], v["reason"]) for k, v in s.items()}
     assert [st[f"p{i}.tif"][0] for i in range(4)] == ["registered", "registered", "error", "registered"], (st, stdout, stderr)

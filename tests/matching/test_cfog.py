@@ -80,6 +80,14 @@ def rotation_about(angle: float, shift, centre=(160.0, 160.0)) -> np.ndarray:
     return A
 
 
+def rotated_pair(angle: float, shift, texture_seed: int, modality_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ref, mov in another simulated modality, the true 3x3 ref -> mov): 320 px crops of one structured texture,
+    mov rotated by ``angle`` about the centre and shifted by ``shift``."""
+    A = rotation_about(angle, shift)
+    ref, mov = warp_pair(structured_texture(400, 400, seed=texture_seed), A, 40, (320, 320), (320, 320))
+    return ref, change_modality(mov, seed=modality_seed), A
+
+
 def translation(dx: float, dy: float) -> np.ndarray:
     return np.array([[1.0, 0, dx], [0, 1.0, dy], [0, 0, 1.0]])
 

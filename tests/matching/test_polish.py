@@ -8,20 +8,14 @@ import pytest
 from geomreg.matching.cfog import CFOGMatcher
 from geomreg.matching.polish import PolishConfig, PolishedMatcher
 from geomreg.matching.types import ImageMatcher, MatchResult
-from tests.matching.test_cfog import apply, change_modality, errors, rmse, rotation_about, structured_texture, warp_pair
+from tests.matching.test_cfog import apply, errors, rotated_pair, structured_texture, warp_pair
 
 ANGLE, SHIFT = np.deg2rad(2.0), (4.37, -2.81)  # sub-pixel parts away from 0 and 0.5: a cell-centre bias would show
 
 
-def true_model() -> np.ndarray:
-    return rotation_about(ANGLE, SHIFT)
-
-
 @pytest.fixture(scope="module")
 def pair():
-    A = true_model()
-    ref, mov = warp_pair(structured_texture(400, 400, seed=7), A, 40, (320, 320), (320, 320))
-    return ref, change_modality(mov, seed=2), A
+    return rotated_pair(ANGLE, SHIFT, texture_seed=7, modality_seed=2)
 
 
 def affine_fit_error(r: MatchResult, A: np.ndarray) -> float:

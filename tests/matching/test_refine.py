@@ -8,21 +8,15 @@ import pytest
 from geomreg.matching.cfog import CFOGMatcher
 from geomreg.matching.refine import RefinedMatcher, RefineConfig, base_homography
 from geomreg.matching.types import ImageMatcher, MatchResult
-from tests.matching.test_cfog import apply, change_modality, errors, rmse, rotation_about, structured_texture, translation, warp_pair
+from tests.matching.test_cfog import apply, errors, rmse, rotated_pair, translation
 
 # A small rotation plus a shift: what the network leaves for the polish to localise.
 ANGLE, SHIFT = np.deg2rad(4.0), (6.4, -3.3)
 
 
-def true_model() -> np.ndarray:
-    return rotation_about(ANGLE, SHIFT)
-
-
 @pytest.fixture(scope="module")
 def pair():
-    A = true_model()
-    ref, mov = warp_pair(structured_texture(400, 400, seed=5), A, 40, (320, 320), (320, 320))
-    return ref, change_modality(mov, seed=4), A
+    return rotated_pair(ANGLE, SHIFT, texture_seed=5, modality_seed=4)
 
 
 class CoarseMatcher:

@@ -239,28 +239,42 @@ def _box_sum(a: np.ndarray, size: int) -> np.ndarray:
     return cv2.boxFilter(a.astype(np.float32), cv2.CV_32F, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
-def _select_templates(p: _Prepared, cfg: CFOGConfig, max_templates: int) -> np.ndarray:
-    """Template centres [N, 2] (row, col) on corner-like structure, spread over a grid."""
+def _corner_response(p: _Prepared, cfg: CFOGConfig) -> np.ndarray:
+    """Harris response [H, W] (float64) of the image, -inf wherever a template centred there would not lie on
+    (mostly) valid pixels inside the image. The image must be at least a template in size."""
     t = cfg.template_size
     half = t // 2
     h, w = p.image.shape
-    if h < t or w < t:
-        return np.zeros((0, 2), dtype=np.int64)
     resp = cv2.cornerHarris(p.image, cfg.harris_block, 3, 0.04, borderType=cv2.BORDER_REFLECT)
-    valid_frac = _box_sum(p.valid, t) / float(t * t)
-    ok = p.valid & (valid_frac >= cfg.min_valid_fraction)
+    ok = p.valid & (_box_sum(p.valid, t) / float(t * t) >= cfg.min_valid_fraction)
     ok[:half] = ok[h - half :] = False
     ok[:, :half] = ok[:, w - half :] = False
-    if not ok.any():
-        return np.zeros((0, 2), dtype=np.int64)
-    resp = np.where(ok, resp, -np.inf)
-    # One candidate per grid cell: spreads templates over the image so the fitted model is well conditioned.
-    area = float(ok.sum())
-    cell = max(half, int(math.sqrt(area / (1.5 * max_templates))))
+    return np.where(ok, resp, -np.inf)
+
+
+def _cell_blocks(resp: np.ndarray, cell: int) -> np.ndarray:
+    """resp [H, W] cut into cell x cell squares, row-major inside each: [ny, nx, cell * cell] (-inf padded)."""
+    h, w = resp.shape
     ny, nx = -(-h // cell), -(-w // cell)
     padded = np.full((ny * cell, nx * cell), -np.inf, dtype=np.float64)
     padded[:h, :w] = resp
-    blocks = padded.reshape(ny, cell, nx, cell).transpose(0, 2, 1, 3).reshape(ny, nx, cell * cell)
+    return padded.reshape(ny, cell, nx, cell).transpose(0, 2, 1, 3).reshape(ny, nx, cell * cell)
+
+
+def _select_templates(p: _Prepared, cfg: CFOGConfig, max_templates: int) -> np.ndarray:
+    """Template centres [N, 2] (row, col) on corner-like structure, spread over a grid."""
+    t = cfg.template_size
+    h, w = p.image.shape
+    if h < t or w < t:
+        return np.zeros((0, 2), dtype=np.int64)
+    resp = _corner_response(p, cfg)
+    ok = np.isfinite(resp)
+    if not ok.any():
+        return np.zeros((0, 2), dtype=np.int64)
+    # One candidate per grid cell: spreads templates over the image so the fitted model is well conditioned.
+    area = float(ok.sum())
+    cell = max(t // 2, int(math.sqrt(area / (1.5 * max_templates))))
+    blocks = _cell_blocks(resp, cell)
     arg = blocks.argmax(axis=2)
     best = np.take_along_axis(blocks, arg[..., None], axis=2)[..., 0]
     cy, cx = np.nonzero(np.isfinite(best))
@@ -676,19 +690,13 @@ def _corners_in_cells(xy: np.ndarray, ref: _Prepared, cfg: CFOGConfig, cell: flo
     Why not the points themselves: a template centred on a corner localises in both directions; one centred
     beside it, on an edge, only across the edge, and every template on that edge then errs alike, which a
     model fit takes for a real local distortion."""
-    t, half = cfg.template_size, cfg.template_size // 2
+    t = cfg.template_size
     h, w = ref.image.shape
     if len(xy) == 0 or h < t or w < t:
         return np.zeros((0, 2), np.int64)
-    resp = cv2.cornerHarris(ref.image, cfg.harris_block, 3, 0.04, borderType=cv2.BORDER_REFLECT)
-    ok = ref.valid & (_box_sum(ref.valid, t) / float(t * t) >= cfg.min_valid_fraction)
-    ok[:half] = ok[h - half :] = False
-    ok[:, :half] = ok[:, w - half :] = False
     c = max(1, int(round(cell)))
-    ny, nx = -(-h // c), -(-w // c)
-    padded = np.full((ny * c, nx * c), -np.inf)
-    padded[:h, :w] = np.where(ok, resp, -np.inf)
-    blocks = padded.reshape(ny, c, nx, c).transpose(0, 2, 1, 3).reshape(ny, nx, c * c)
+    blocks = _cell_blocks(_corner_response(ref, cfg), c)
+    ny, nx = blocks.shape[:2]
     cells = np.unique(np.clip(np.floor(xy[:, ::-1] / c).astype(np.int64), 0, [ny - 1, nx - 1]), axis=0)  # (row, col) cells
     arg = blocks[cells[:, 0], cells[:, 1]].argmax(axis=1)
     found = np.isfinite(blocks[cells[:, 0], cells[:, 1], arg])

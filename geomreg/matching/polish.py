@@ -67,7 +67,7 @@ def polish_matches(
     """``base`` with its tie points polished where CFOG localises them distinctively and in agreement (module doc)."""
     H = supported_homography(base.ref_xy, base.mov_xy, config.model_threshold_px, config.min_model_inliers, seed=0)
     if H is None:
-        return _with_note(base, f"polish: kept the {len(base)} network matches (no model to polish around)")
+        return base.with_note(f"polish: kept the {len(base)} network matches (no model to polish around)")
     found = localiser.localise(ref, mov, H, base.ref_xy, cell=config.cell_px)
     agrees = np.linalg.norm(found.offset, axis=1) <= config.agree_px
     ok = found.consistent & agrees
@@ -102,7 +102,3 @@ class PolishedMatcher:
         pairs = list(pairs)
         bases = self.base.match_batch(pairs)
         return [polish_matches(b, ref, mov, self.localiser, self.config) for (ref, mov), b in zip(pairs, bases)]
-
-
-def _with_note(r: MatchResult, note: str) -> MatchResult:
-    return MatchResult(r.ref_xy, r.mov_xy, r.confidence, r.notes + (note,))

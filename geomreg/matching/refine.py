@@ -58,14 +58,10 @@ class RefinedMatcher:
     def _refined(self, ref: np.ndarray, mov: np.ndarray, base: MatchResult) -> MatchResult:
         H = base_homography(base, self.config)
         if H is None:
-            return _with_note(base, f"refine: kept the {len(base)} {self.base.name} matches (no model to refine around)")
+            return base.with_note(f"refine: kept the {len(base)} {self.base.name} matches (no model to refine around)")
         polished = self.polish.refine(ref, mov, H)
         if len(polished) == 0:
             why = polished.notes[-1] if polished.notes else "nothing found"
-            return _with_note(base, f"refine: kept the {len(base)} {self.base.name} matches ({why})")
+            return base.with_note(f"refine: kept the {len(base)} {self.base.name} matches ({why})")
         log.debug("refine: %d %s matches -> %d CFOG tie points", len(base), self.base.name, len(polished))
         return MatchResult(polished.ref_xy, polished.mov_xy, polished.confidence, base.notes + polished.notes)
-
-
-def _with_note(r: MatchResult, note: str) -> MatchResult:
-    return MatchResult(r.ref_xy, r.mov_xy, r.confidence, r.notes + (note,))

@@ -39,6 +39,9 @@ class MatchResult:
     def filtered(self, keep: np.ndarray) -> "MatchResult":
         return MatchResult(self.ref_xy[keep], self.mov_xy[keep], self.confidence[keep], self.notes)
 
+    def with_note(self, note: str) -> "MatchResult":
+        return MatchResult(self.ref_xy, self.mov_xy, self.confidence, self.notes + (note,))
+
 
 @runtime_checkable
 class ImageMatcher(Protocol):

@@ -162,10 +162,14 @@ def _tiles_per_task(tasks: Sequence, job: PairJob, device_bytes: int | None) -> 
     """Tiles per Dask task: the configured batch on CPU workers (each worker's memory budget then splits it,
     geomreg/geo/memory.py); on GPU workers as many as the device holds (geomreg.geo.memory.gpu_tiles_per_batch
     with the network's per-pair working set, measured on CPU and assumed on the device), at most 64."""
-    if not device_bytes or not tasks or not job.matcher.startswith("regnetmamba2"):
+    if not device_bytes or not tasks:
         return job.config.batch_size
     from geomreg.geo.memory import gpu_tiles_per_batch
-    from geomreg.matching.api import memory_per_pair
+    from geomreg.matching.api import auto_matcher_name, memory_per_pair
+
+    name = auto_matcher_name(job.checkpoint)[0] if job.matcher == "auto" else job.matcher  # the default is "auto"
+    if not name.startswith("regnetmamba2"):
+        return job.config.batch_size
 
     side = max(max(t.mov_window[2], t.mov_window[3]) for t in tasks)
     return gpu_tiles_per_batch(device_bytes, memory_per_pair(side, side))

@@ -188,3 +188,10 @@ def test_gpu_workers_take_batches_sized_for_the_device(scene_pairs, tmp_path):
     n = _tiles_per_task(tasks, job, 80 * GIB)
     assert n == gpu_tiles_per_batch(80 * GIB, memory_per_pair(side, side)) and n > job.config.batch_size
     assert _tiles_per_task(tasks, job, None) == job.config.batch_size  # CPU workers: the configured batch
+    # The default matcher, "auto", is the network too when the packaged weights are validated.
+    from dataclasses import replace
+
+    from geomreg.matching.api import auto_matcher_name
+
+    if auto_matcher_name()[0].startswith("regnetmamba2"):
+        assert _tiles_per_task(tasks, replace(job, matcher="auto"), 80 * GIB) == n

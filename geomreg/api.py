@@ -168,18 +168,25 @@ def run_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool = Fa
     (`progress`) and/or a ProgressTracker updated after every batch (geomreg.register matches progressively
     instead: register_tiles)."""
     timings: dict[str, float] = {}
-    coarse: list[TileMatches] = []
-    bs = plan.config.batch_size
-    if plan.needs_coarse:
-        t0 = time.perf_counter()
-        coarse = _batched(plan.coarse_tasks, matcher, bs, progress, "coarse tiles", tracker, plan.config.max_memory)
-        plan = refine_plan(plan, coarse)
-        timings["coarse_s"] = round(time.perf_counter() - t0, 4)
+    plan, coarse = _coarse_pass(plan, matcher, progress, tracker, timings)
     t0 = time.perf_counter()
-    fine = _batched(plan.tasks, matcher, bs, progress, "tiles", tracker, plan.config.max_memory)
+    fine = _batched(plan.tasks, matcher, plan.config.batch_size, progress, "tiles", tracker, plan.config.max_memory)
     timings["match_s"] = round(time.perf_counter() - t0, 4)
     timings["tiles_per_s"] = round(len(plan.tasks) / max(timings["match_s"], 1e-9), 3)
     return plan, coarse + fine, timings
+
+
+def _coarse_pass(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool, tracker: ProgressTracker | None,
+                 timings: dict) -> tuple[RegistrationPlan, list[TileMatches]]:
+    """The coarse tiles' matches and the plan refined by them when the plan needs a coarse pass (records
+    timings["coarse_s"]); else the plan as it is and no matches."""
+    if not plan.needs_coarse:
+        return plan, []
+    t0 = time.perf_counter()
+    coarse = _batched(plan.coarse_tasks, matcher, plan.config.batch_size, progress, "coarse tiles", tracker, plan.config.max_memory)
+    refined = refine_plan(plan, coarse)
+    timings["coarse_s"] = round(time.perf_counter() - t0, 4)
+    return refined, coarse
 
 
 def _batched(tasks, matcher, batch_size: int, progress: bool, desc: str, tracker: ProgressTracker | None = None,
@@ -215,15 +222,10 @@ def register_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool
 
     from geomreg.geo.sampling import progressive
 
-    cfg = plan.config
     timings = dict(timings or {})
-    coarse: list[TileMatches] = []
+    plan, coarse = _coarse_pass(plan, matcher, progress, tracker, timings)
+    cfg = plan.config
     bs = cfg.batch_size
-    if plan.needs_coarse:
-        t0 = time.perf_counter()
-        coarse = _batched(plan.coarse_tasks, matcher, bs, progress, "coarse tiles", tracker, cfg.max_memory)
-        plan = refine_plan(plan, coarse)
-        timings["coarse_s"] = round(time.perf_counter() - t0, 4)
     n = len(plan.tasks)
     state = {"done": 0, "match_s": 0.0}
     name = getattr(matcher, "name", type(matcher).__name__)
@@ -243,9 +245,6 @@ def register_tiles(plan: RegistrationPlan, matcher: ImageMatcher, progress: bool
     # fusion rounds: the time of the rounds' fits, not of the matching between them
     reg.timings["fusion_rounds_s"] = round(time.perf_counter() - t0 - state["match_s"], 4)
     return reg
-
-
-_CAUSE_VANISHED = "the output folder vanished (no such file or directory)"
 
 
 def register(
@@ -332,10 +331,11 @@ def register(
             folder = Path(output).expanduser().parent
             if not folder.is_dir():  # it was there when the run began
                 import errno
+                import os
 
-                from geomreg.geo.errors import OutputError
+                from geomreg.geo.outputs import output_error
 
-                raise OutputError(output, errno.ENOENT, _CAUSE_VANISHED)
+                raise output_error(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(output)), output)
             try:
                 reg.write(output, overwrite=overwrite, mode=mode, progress=bars, before_commit=done)
             except RuntimeError:

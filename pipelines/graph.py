@@ -19,6 +19,7 @@ from typing import Sequence
 from geomreg.geo.errors import InputError, OutputError
 from geomreg.geo.outputs import machine_faults
 from geomreg.geo.plan import RegistrationPlan, TileTask
+from geomreg.geo.registration import sidecar_paths
 from geomreg.geo.tiles import TileMatches
 
 from pipelines.manifest import PairJob
@@ -164,20 +165,21 @@ def refine_pair(planned: Planned, *chunks: Chunk | TaskFailure) -> Planned | Tas
         return bad
     t0 = time.perf_counter()
     try:
-        plan = refine_plan(planned.plan, [m for c in chunks for m in c.matches])
+        plan = refine_plan(planned.plan, _all_matches(chunks))
     except Exception as e:  # noqa: BLE001
         log.exception("coarse pass of %s failed", planned.plan.moving.path)
         return TaskFailure("coarse", _reason(e))
     return Planned(plan, planned.seconds + time.perf_counter() - t0)
 
 
-def _all_matches(n_coarse: int, chunks) -> list[TileMatches]:
-    return [m for c in chunks[:n_coarse] for m in c.matches] + [m for c in chunks[n_coarse:] for m in c.matches]
+def _all_matches(chunks) -> list[TileMatches]:
+    """Every tile's matches, in chunk order (coarse chunks first, as the callers pass them)."""
+    return [m for c in chunks for m in c.matches]
 
 
-def assess_round(planned: Planned, n_coarse: int, *chunks: Chunk | TaskFailure) -> tuple | TaskFailure:
-    """A progressive round (geomreg/geo/sampling.py): fuse the tiles matched so far; (status, transform,
-    uncertainty) for the client's TileSampler to decide whether more tiles are needed."""
+def assess_round(planned: Planned, *chunks: Chunk | TaskFailure) -> tuple | TaskFailure:
+    """A progressive round (geomreg/geo/sampling.py): fuse the tiles matched so far (coarse chunks first);
+    (status, transform, uncertainty) for the client's TileSampler to decide whether more tiles are needed."""
     from geomreg.geo.fusion import fuse
 
     bad = _first_failure(chunks)
@@ -185,7 +187,7 @@ def assess_round(planned: Planned, n_coarse: int, *chunks: Chunk | TaskFailure) 
         return bad
     plan = planned.plan
     try:
-        reg = fuse(plan, _all_matches(n_coarse, chunks), plan.config.transform)
+        reg = fuse(plan, _all_matches(chunks), plan.config.transform)
     except Exception as e:  # noqa: BLE001
         log.exception("fusion of %s failed", plan.moving.path)
         return TaskFailure("fusion", _reason(e))
@@ -204,7 +206,7 @@ def fuse_pair(job: PairJob, planned: Planned, overwrite: bool, n_coarse: int, *c
         return PairOutcome("error", f"{bad.stage}: {bad.reason}")
     plan = planned.plan
     coarse, fine = chunks[:n_coarse], chunks[n_coarse:]
-    tms = [m for c in coarse for m in c.matches] + [m for c in fine for m in c.matches]
+    tms = _all_matches(chunks)
     match_s = sum(c.seconds for c in fine)
     # The timings geomreg.register records (sums of worker time here: the tiles ran in parallel).
     timings = {"plan_s": round(planned.seconds, 4)}
@@ -277,10 +279,9 @@ def _write(reg, job: PairJob, out: Path, overwrite: bool) -> PairOutcome | None:
 
 
 def sidecars(output: str | Path) -> dict[str, Path]:
-    """The files `Registration.write` produces for `output` (same names as geomreg.geo.registration)."""
+    """The files `Registration.write` produces for `output`: the raster and its sidecars."""
     p = Path(output)
-    return {"raster": p, "report": p.with_name(p.stem + "_report.json"), "tie_points": p.with_name(p.stem + "_tiepoints.gpkg"),
-            "qgis_points": p.with_name(p.stem + ".points")}
+    return {"raster": p, **sidecar_paths(p)}
 
 
 def remove_partials(output: Path) -> list[Path]:

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from geomreg.cli_options import EXIT_OUTPUT
 from pipelines.graph import (
     Planned, TaskFailure, assess_round, check_matcher, device_memory, fuse_pair, match_chunk, output_state, plan_pair,
     refine_pair, sidecars,
@@ -27,7 +28,6 @@ from pipelines.manifest import PairJob
 
 log = logging.getLogger(__name__)
 
-EXIT_OUTPUT = 3  # geomreg's exit code for outputs the machine could not take
 
 # Higher runs first: plans (cheap, they reveal the tiles), then the step that finishes a pair, then tiles
 # of earlier pairs before those of later ones (pairs complete one after another, not all at the end).
@@ -358,7 +358,7 @@ def run_batch(client, jobs: Sequence[PairJob], *, overwrite: bool = False, progr
                         submit_fuse(pair)
                     else:
                         # Progressive: fuse what is matched; the sampler decides on more tiles or the end.
-                        submit(pair, "assess", assess_round, pair.planned, len(pair.coarse), *pair.coarse, *pair.fine,
+                        submit(pair, "assess", assess_round, pair.planned, *pair.coarse, *pair.fine,
                                priority=_PRIO_FINISH)
             elif kind == "assess":
                 if isinstance(value, TaskFailure):

@@ -502,27 +502,23 @@ def write_resampled(reg, path: Path, *, progress: bool = False) -> None:
             part = tmp if not cfg.cog else tmp.with_name(tmp.stem + ".gtiff.tif")
             _STANDS_FOR[str(part)] = path
             try:
-                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-                    with rasterio.open(part, "w", **profile) as dst:
-                        for blk in blocks:
-                            try:
-                                data, valid = resample_block(reg, mds, blk, cfg.resampling, dtype)
-                            except rasterio.errors.RasterioError as e:
-                                raise InputError(f"moving raster data cannot be read (corrupt?): {e}", plan.moving.path) from None
-                            _write_block(dst, data, valid, Window(*blk), nodata)
-                            if bar is not None:
-                                bar.update(1)
-                        dst.descriptions = descriptions
-                        with contextlib.suppress(Exception):
-                            dst.colorinterp = colorinterp
-                        dst.update_tags(**tags, GEOMREG_REGISTERED="moving scene resampled onto the reference grid")
-                    if cfg.cog:
-                        rasterio.shutil.copy(part, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, BIGTIFF="IF_SAFER")
-            except Exception as e:
-                err = output_error(e, part)  # now, while the partial files still fill the disk
-                if err is None or err is e:
-                    raise
-                raise err from e
+                with machine_faults(part):  # translated now, while the partial files still fill the disk
+                    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                        with rasterio.open(part, "w", **profile) as dst:
+                            for blk in blocks:
+                                try:
+                                    data, valid = resample_block(reg, mds, blk, cfg.resampling, dtype)
+                                except rasterio.errors.RasterioError as e:
+                                    raise InputError(f"moving raster data cannot be read (corrupt?): {e}", plan.moving.path) from None
+                                _write_block(dst, data, valid, Window(*blk), nodata)
+                                if bar is not None:
+                                    bar.update(1)
+                            dst.descriptions = descriptions
+                            with contextlib.suppress(Exception):
+                                dst.colorinterp = colorinterp
+                            dst.update_tags(**tags, GEOMREG_REGISTERED="moving scene resampled onto the reference grid")
+                        if cfg.cog:
+                            rasterio.shutil.copy(part, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, BIGTIFF="IF_SAFER")
             finally:
                 _STANDS_FOR.pop(str(part), None)
                 if bar is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from geomreg.geo.errors import InputError
-from geomreg.geo.memory import GIB, MIB, PeakSampler, TileBatcher, current_rss, memory_budget_for_worker, parse_memory
+from geomreg.geo.memory import GIB, MIB, TileBatcher, current_rss, memory_budget_for_worker, parse_memory
 from geomreg.matching.types import MatchResult
 
 
@@ -23,14 +26,25 @@ def test_parse_memory_rejects(bad):
         parse_memory(bad)
 
 
+_TRANSIENT = """
+import numpy as np
+from geomreg.geo.memory import MIB, PeakSampler, current_rss
+
+before = current_rss()
+assert before > 0
+with PeakSampler() as s:
+    a = np.ones(200 * MIB // 8)  # touched: resident
+    a.sum()
+    del a
+assert s.peak - before >= 150 * MIB, (before, s.peak)
+"""
+
+
 def test_peak_sampler_sees_a_transient_allocation():
-    before = current_rss()
-    assert before > 0
-    with PeakSampler() as s:
-        a = np.ones(200 * MIB // 8)  # touched: resident
-        a.sum()
-        del a
-    assert s.peak - before >= 150 * MIB
+    # In a fresh process: once a Matcher has run in this one, malloc keeps freed memory (cpu_allocator), and the
+    # 200 MiB may come from it without the RSS moving at all.
+    r = subprocess.run([sys.executable, "-c", _TRANSIENT], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 def test_batcher_calibrates_on_one_tile_then_fits_the_budget():

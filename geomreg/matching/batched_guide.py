@@ -19,13 +19,15 @@ guide), never per tile. Matches are padded to [tiles, K] with a mask; padded slo
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import torch
 from einops import rearrange
 from torch.func import grad, hessian, vmap
 
+from geomreg.matching.consensus import vertex_positions
 from geomreg.matching.fine import anchor_fine_xy
-from geomreg.matching.model import Correspondences, FineAt, RegNetMamba2, RegNetOutput, fine_to_pixel, pixel_to_fine
+from geomreg.matching.model import Correspondences, FineAt, RegNetMamba2, RegNetOutput, pixel_to_fine
 
 log = logging.getLogger(__name__)
 
@@ -265,23 +267,8 @@ def positions_near_batched(
     if xy_a.shape[0] == 0:
         return xy_a.clone(), torch.zeros(0, dtype=torch.bool, device=xy_a.device)
     dt = torch.float64
-    w = heat.shape[-1]
-    r = w // 2
     predicted = apply_homography(H.to(dt)[tile], xy_a.to(dt)[:, None])[:, 0]  # [M, 2] pixels
-    cen = centre.to(dt)
-    c = torch.round(pixel_to_fine(predicted) - cen).long()  # [M, 2] cells from the centre
-    keep = (c.abs() <= r - 1).all(dim=1)
-    ix, iy = (c[:, 0] + r).clamp(1, w - 2), (c[:, 1] + r).clamp(1, w - 2)
-    log_heat = torch.log(heat.to(dt) + 1e-9)
-    k = torch.arange(xy_a.shape[0], device=xy_a.device)
-    vertex = torch.zeros(xy_a.shape[0], 2, dtype=dt, device=xy_a.device)
-    for axis, (dx, dy) in enumerate(((1, 0), (0, 1))):
-        minus, mid, plus = log_heat[k, iy - dy, ix - dx], log_heat[k, iy, ix], log_heat[k, iy + dy, ix + dx]
-        curvature = minus - 2 * mid + plus
-        peaked = curvature < -1e-6
-        shift = torch.where(peaked, 0.5 * (minus - plus) / torch.where(peaked, curvature, -torch.ones_like(curvature)), 0.0)
-        vertex[:, axis] = shift.clamp(-radius, radius)
-    xy_b = fine_to_pixel(cen + c + vertex)
+    xy_b, keep = vertex_positions(predicted, centre.to(dt), heat.to(dt), radius)
     return xy_b.to(xy_a.dtype), keep
 
 
@@ -293,45 +280,39 @@ def _seeded(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(0)
 
 
-def _consensus_on(H, ok, batch, n_tiles, xy_a, centre, heat, floor):
-    tile, slot, mask = pad_by_tile(batch, n_tiles)
-    pad = lambda v: scatter_pad(v, tile, slot, mask)  # noqa: E731
-    return consensus_homographies(H, ok, pad(xy_a), pad(centre), pad(heat.float()), mask, floor=floor)
+def _consensus_on(H, ok, padding, xy_a, centre, heat, floor):
+    """consensus_homographies of matches laid out by ``padding`` (pad_by_tile's (tile, slot, mask))."""
+    pad = lambda v: scatter_pad(v, *padding)  # noqa: E731
+    return consensus_homographies(H, ok, pad(xy_a), pad(centre), pad(heat.float()), padding[2], floor=floor)
 
 
 def guided_matches_batched(model: RegNetMamba2, out: RegNetOutput, valid_b: torch.Tensor, cfg) -> Correspondences:
     """geomreg.matching.guided.guided_matches with every tile's fits on the device at once (cfg: GuideConfig)."""
     first = out.matches
     n_tiles = valid_b.shape[0]
-    tile, slot, mask = pad_by_tile(first.batch, n_tiles)
-    pad = lambda v: scatter_pad(v, tile, slot, mask)  # noqa: E731
-    H, ok = fit_homographies(pad(first.xy_a.double()), pad(first.xy_b.double()), mask, cfg.threshold_px, cfg.min_inliers,
-                             hypotheses=cfg.hypotheses, generator=_seeded(first.xy_a.device))
-    if cfg.consensus_first and cfg.consensus_rounds > 0:
-        centre = anchor_fine_xy(out.fine_matches.idx_b, out.hw8[1])
-        H = _consensus_on(H, ok, first.batch, n_tiles, first.xy_a, centre, out.fine.heatmap, cfg.consensus_floor)
+    padding = pad_by_tile(first.batch, n_tiles)
+    pad = lambda v: scatter_pad(v, *padding)  # noqa: E731
+    H, ok = fit_homographies(pad(first.xy_a.double()), pad(first.xy_b.double()), padding[2], cfg.threshold_px,
+                             cfg.min_inliers, hypotheses=cfg.hypotheses, generator=_seeded(first.xy_a.device))
     if not bool(ok.any()):
         return first
+    if cfg.consensus_first and cfg.consensus_rounds > 0:
+        centre = anchor_fine_xy(out.fine_matches.idx_b, out.hw8[1])
+        H = _consensus_on(H, ok, padding, first.xy_a, centre, out.fine.heatmap, cfg.consensus_floor)
     at = _fine_around(model, out, valid_b, H, ok)
     read_near = cfg.consensus_rounds > 0 and cfg.consensus_radius > 0
     for k in range(cfg.consensus_rounds):
         m = at.matches
-        H = _consensus_on(H, ok, m.batch, n_tiles, m.xy_a, at.centre, at.fine.heatmap, cfg.consensus_floor)
+        H = _consensus_on(H, ok, pad_by_tile(m.batch, n_tiles), m.xy_a, at.centre, at.fine.heatmap, cfg.consensus_floor)
         if not (read_near and k == cfg.consensus_rounds - 1):
             at = _fine_around(model, out, valid_b, H, ok)
     if read_near:
         m = at.matches
         xy_b, keep = positions_near_batched(H, m.batch, m.xy_a, at.centre, at.fine.heatmap, cfg.consensus_radius)
-        refined = Correspondences(m.batch[keep], m.xy_a[keep], xy_b[keep], m.confidence[keep])
+        refined = replace(m, xy_b=xy_b).subset(keep)
     else:
         refined = at.matches
-    unguided = ~ok[first.batch]
-    return Correspondences(
-        torch.cat([refined.batch, first.batch[unguided]]),
-        torch.cat([refined.xy_a, first.xy_a[unguided]]),
-        torch.cat([refined.xy_b, first.xy_b[unguided]]),
-        torch.cat([refined.confidence, first.confidence[unguided]]),
-    )
+    return refined.cat(first.subset(~ok[first.batch]))  # tiles without a guide keep their first pass
 
 
 def _fine_around(model: RegNetMamba2, out: RegNetOutput, valid_b: torch.Tensor, H: torch.Tensor, ok: torch.Tensor) -> FineAt:

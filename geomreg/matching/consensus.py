@@ -140,21 +140,31 @@ def positions_near(
     """
     if len(xy_a) == 0:  # every window of the pair left B's valid pixels
         return xy_a.clone(), torch.zeros(0, dtype=torch.bool, device=xy_a.device)
-    w = heat.shape[-1]
-    r = w // 2
     a = xy_a.double().cpu().numpy()
     predicted = torch.from_numpy(cv2.perspectiveTransform(a[None], np.asarray(H, np.float64))[0])  # [K, 2] pixels
-    c = torch.round(pixel_to_fine(predicted) - centre.double().cpu()).long()  # [K, 2] cells from the centre
+    xy_b, keep = vertex_positions(predicted, centre.double().cpu(), heat.double().cpu(), radius)
+    return xy_b.to(xy_a.dtype).to(xy_a.device), keep.to(xy_a.device)
+
+
+def vertex_positions(
+    predicted: torch.Tensor,  # [K, 2] float64 pixel (x, y) in B where the model puts each anchor
+    centre: torch.Tensor,  # [K, 2] float64 fine (x, y) index of each window
+    heat: torch.Tensor,  # [K, w, w] float64
+    radius: float,  # fine cells
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``positions_near`` once the model's predictions are known, on any device: xy_b [K, 2] float64, keep [K]."""
+    w = heat.shape[-1]
+    r = w // 2
+    c = torch.round(pixel_to_fine(predicted) - centre).long()  # [K, 2] cells from the centre
     keep = (c.abs() <= r - 1).all(dim=1)
     ix, iy = (c[:, 0] + r).clamp(1, w - 2), (c[:, 1] + r).clamp(1, w - 2)  # window indices (column, row)
-    log_heat = torch.log(heat.double().cpu() + 1e-9)
-    k = torch.arange(len(a))
-    vertex = torch.zeros(len(a), 2, dtype=torch.float64)
+    log_heat = torch.log(heat + 1e-9)
+    k = torch.arange(len(predicted), device=predicted.device)
+    vertex = torch.zeros(len(predicted), 2, dtype=torch.float64, device=predicted.device)
     for axis, (dx, dy) in enumerate(((1, 0), (0, 1))):
         minus, mid, plus = log_heat[k, iy - dy, ix - dx], log_heat[k, iy, ix], log_heat[k, iy + dy, ix + dx]
         curvature = minus - 2 * mid + plus  # < 0 where the log-heatmap bends down (a peak nearby)
         peaked = curvature < -1e-6
         shift = torch.where(peaked, 0.5 * (minus - plus) / torch.where(peaked, curvature, -torch.ones_like(curvature)), 0.0)
         vertex[:, axis] = shift.clamp(-radius, radius)
-    xy_b = fine_to_pixel(centre.double().cpu() + c + vertex)
-    return xy_b.to(xy_a.dtype).to(xy_a.device), keep.to(xy_a.device)
+    return fine_to_pixel(centre + c + vertex), keep

@@ -28,7 +28,7 @@ When no model can be fitted (too few matches, too few agreeing), the first pass 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -135,12 +135,7 @@ def guided_matches(model: RegNetMamba2, out: RegNetOutput, valid_b: torch.Tensor
             at = _fine_around_guides(model, out, valid_b, guides)
     refined = _read_near(at, guides, cfg.consensus_radius) if read_near else at.matches
     unguided = ~_in(first.batch, list(guides))  # pairs with no guide keep their first pass
-    return Correspondences(
-        torch.cat([refined.batch, first.batch[unguided]]),
-        torch.cat([refined.xy_a, first.xy_a[unguided]]),
-        torch.cat([refined.xy_b, first.xy_b[unguided]]),
-        torch.cat([refined.confidence, first.confidence[unguided]]),
-    )
+    return refined.cat(first.subset(unguided))
 
 
 def _read_near(at: FineAt, guides: dict[int, np.ndarray], radius: float) -> Correspondences:
@@ -150,7 +145,7 @@ def _read_near(at: FineAt, guides: dict[int, np.ndarray], radius: float) -> Corr
     for b, H in guides.items():
         sel = torch.nonzero(m.batch == b).squeeze(1)
         xy_b[sel], keep[sel] = positions_near(H, m.xy_a[sel], at.centre[sel], at.fine.heatmap[sel], radius)
-    return Correspondences(m.batch[keep], m.xy_a[keep], xy_b[keep], m.confidence[keep])
+    return replace(m, xy_b=xy_b).subset(keep)
 
 
 def _in(batch: torch.Tensor, pairs: list[int]) -> torch.Tensor:

@@ -36,6 +36,14 @@ class Correspondences:
     xy_b: torch.Tensor  # [M, 2] in image B
     confidence: torch.Tensor  # [M]
 
+    def subset(self, keep: torch.Tensor) -> "Correspondences":
+        return Correspondences(self.batch[keep], self.xy_a[keep], self.xy_b[keep], self.confidence[keep])
+
+    def cat(self, other: "Correspondences") -> "Correspondences":
+        """These correspondences, then `other`'s."""
+        return Correspondences(*(torch.cat([a, b]) for a, b in zip(
+            (self.batch, self.xy_a, self.xy_b, self.confidence), (other.batch, other.xy_a, other.xy_b, other.confidence))))
+
 
 @dataclass(frozen=True)
 class MatchingFeatures:

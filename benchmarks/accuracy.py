@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import functools
 import logging
 import os
 import platform
@@ -60,14 +59,11 @@ def _disk_lightglue(device: str, torch_home: str | None) -> object:
 
 
 def method_specs(names: list[str], args: argparse.Namespace) -> list[own.MethodSpec]:
-    # One network for every method built on it, run once per instance (own.ReuseLastMatch): the s/pair of
-    # "+polish" and "+cfog" is then their extra time only.
-    network = functools.cache(lambda: own.ReuseLastMatch(own.regnetmamba2(args.checkpoint, args.device)))
+    # One network for every method built on it, run once per instance: the s/pair of "+polish" and "+cfog" is
+    # then their extra time only.
     builders = {
-        "regnetmamba2": network,
+        **own.network_family(lambda: own.regnetmamba2(args.checkpoint, args.device)),
         "cfog": own.cfog,
-        "regnetmamba2+polish": lambda: own.polished(network()),
-        "regnetmamba2+cfog": lambda: own.refined(network()),
         "sift": peers.sift,
         "disk_lightglue": lambda: _disk_lightglue(args.device, args.torch_home),
     }

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import functools
 import json
 import logging
 import os
@@ -221,14 +220,10 @@ def load_sources(args: argparse.Namespace, groups: list[str]) -> list[P.Source]:
 
 def resolve_matchers(names: list[str], device: str, checkpoint: Path | None) -> dict:
     """Matchers by name; those built on the network share one, run once per instance (ReuseLastMatch)."""
-    from geomreg.evaluation.methods import ReuseLastMatch
+    from geomreg.evaluation.methods import network_family
     from geomreg.matching.api import auto_matcher_name, get_matcher
-    from geomreg.matching.polish import PolishedMatcher
-    from geomreg.matching.refine import RefinedMatcher
 
-    network = functools.cache(lambda: ReuseLastMatch(get_matcher("regnetmamba2", device=device, checkpoint=checkpoint)))
-    derived = {"regnetmamba2": lambda: network(), "regnetmamba2+polish": lambda: PolishedMatcher(network()),
-               "regnetmamba2+cfog": lambda: RefinedMatcher(network())}
+    derived = network_family(lambda: get_matcher("regnetmamba2", device=device, checkpoint=checkpoint))
     out = {}
     for n in names:
         chosen = auto_matcher_name(checkpoint)[0] if n == "auto" else n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,15 @@ def polished(base: ImageMatcher) -> ImageMatcher:
     from geomreg.matching.polish import PolishedMatcher
 
     return PolishedMatcher(base)
+
+
+def network_family(make_network: Callable[[], ImageMatcher]) -> dict[str, Callable[[], ImageMatcher]]:
+    """Builders of the network ("regnetmamba2") and the matchers built on it ("+polish", "+cfog"), all sharing
+    one network made by ``make_network`` once and run once per instance (ReuseLastMatch): the derived methods'
+    timings are then their own extra time."""
+    network = functools.cache(lambda: ReuseLastMatch(make_network()))
+    return {"regnetmamba2": network, "regnetmamba2+polish": lambda: polished(network()),
+            "regnetmamba2+cfog": lambda: refined(network())}
 
 
 class ReuseLastMatch:

@@ -115,11 +115,11 @@ def main() -> None:
     inner = _instrument(matcher, clock)
     order = spread_order(plan.tasks)[: args.tiles]
     tasks = [plan.tasks[i] for i in order]
-    matcher.match_batch([(_matcher_input(x.ref), _matcher_input(x.mov)) for x in
-                         [load_tile(tasks[0], open_raster(plan.reference), open_raster(plan.moving))]])  # warm-up
-    clock.cpu.clear(), clock.wall.clear()
     tms: list[TileMatches] = []
     with open_raster(plan.reference) as rds, open_raster(plan.moving) as mds:
+        warm = load_tile(tasks[0], rds, mds)
+        matcher.match_batch([(_matcher_input(warm.ref), _matcher_input(warm.mov))])  # warm-up
+        clock.cpu.clear(), clock.wall.clear()
         for t in tasks:
             with clock.stage("read"):
                 loaded = load_tile(t, rds, mds)
